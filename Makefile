@@ -1,0 +1,121 @@
+# responsibility-operator — every target a developer, CI or a new user needs.
+# Tools are built at pinned versions into a per-user cache and linked into bin/,
+# so a fresh clone on a machine that built them once starts in seconds.
+
+IMG ?= responsibility-operator:dev
+K8S_VERSION ?= v1.37.2
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+LOCALBIN ?= $(CURDIR)/bin
+TOOLS_CACHE ?= $(or $(RESPONSIBILITY_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/responsibility-operator)
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+KUBECTL ?= $(LOCALBIN)/k8s/kubectl
+KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s
+export KUBEBUILDER_ASSETS
+
+GO_TEST_FLAGS ?= -count=1
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Quick start
+
+.PHONY: demo
+demo: controlplane build ## Start a local control plane, apply sample models and workloads, run the operator, show the annotated objects.
+	go run ./hack/demo
+
+.PHONY: test
+test: verify lint controlplane ## Run every check and test: generated files, lint, unit, envtest integration and e2e.
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests from the Go markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: verify
+verify: ## Fail when a generated file (deepcopy, CRD, RBAC) is stale.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -s -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (includes gofmt and go vet).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: test-unit
+test-unit: ## Run only the unit tests (no control plane).
+	go test $(GO_TEST_FLAGS) ./api/... ./internal/evaluate/...
+
+.PHONY: test-integration
+test-integration: controlplane ## Run the envtest suites against a real kube-apiserver and etcd.
+	go test $(GO_TEST_FLAGS) ./internal/controller/... ./test/...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/.
+	go build -o $(LOCALBIN)/manager ./cmd/manager
+
+.PHONY: run
+run: manifests ## Run the operator against the current kubeconfig.
+	go run ./cmd/manager --leader-elect=false
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment (current kubeconfig)
+
+.PHONY: install
+install: manifests controlplane ## Install the CRDs.
+	$(KUBECTL) apply -k config/crd
+
+.PHONY: uninstall
+uninstall: controlplane ## Remove the CRDs (and with them every model).
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests controlplane ## Deploy the operator with image IMG.
+	cd config/manager && $(KUBECTL) kustomize . >/dev/null
+	$(KUBECTL) kustomize config/default | sed 's|image: controller:latest|image: $(IMG)|' | $(KUBECTL) apply -f -
+
+.PHONY: undeploy
+undeploy: controlplane ## Remove the operator. Models are deleted first so their annotations are cleaned up.
+	$(KUBECTL) delete --ignore-not-found --wait responsibilitymodels --all
+	$(KUBECTL) delete --ignore-not-found -k config/default
+
+##@ Tools
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s (cached).
+	K8S_VERSION=$(K8S_VERSION) hack/controlplane-bins.sh $(LOCALBIN)/k8s
+
+.PHONY: controller-gen
+controller-gen: ## Install controller-gen into bin/.
+	@hack/go-tool.sh $(LOCALBIN) controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: ## Install golangci-lint into bin/.
+	@hack/go-tool.sh $(LOCALBIN) golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)

@@ -1,0 +1,35 @@
+package v1alpha1
+
+// Condition types of a ResponsibilityModel.
+const (
+	// ConditionReady is True when the model is applied to its targets: every
+	// target kind resolved and every rule compiled.
+	ConditionReady = "Ready"
+	// ConditionTargetsResolved is True when every target and related kind is
+	// served by the API server and the operator may list, watch and patch it.
+	ConditionTargetsResolved = "TargetsResolved"
+	// ConditionRulesValid is True when every duty's rule compiles.
+	ConditionRulesValid = "RulesValid"
+)
+
+// Condition reasons of a ResponsibilityModel.
+const (
+	// ReasonResolved: every target kind is served and permitted.
+	ReasonResolved = "Resolved"
+	// ReasonTargetNotInstalled: a target kind is not served; its CRD is missing.
+	ReasonTargetNotInstalled = "TargetNotInstalled"
+	// ReasonForbidden: the operator lacks a permission on a target kind.
+	ReasonForbidden = "Forbidden"
+	// ReasonDiscoveryFailed: the API server's discovery could not be read.
+	ReasonDiscoveryFailed = "DiscoveryFailed"
+	// ReasonRulesCompiled: every rule compiled.
+	ReasonRulesCompiled = "Compiled"
+	// ReasonRuleInvalid: at least one rule does not compile.
+	ReasonRuleInvalid = "RuleInvalid"
+	// ReasonApplied: the model is applied to its targets.
+	ReasonApplied = "Applied"
+	// ReasonNotReady: a prerequisite condition is False; its message says which.
+	ReasonNotReady = "NotReady"
+	// ReasonDeleting: the model is being deleted and its annotations removed.
+	ReasonDeleting = "Deleting"
+)

@@ -1,0 +1,277 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Severity says how loudly an unmet duty is reported.
+// +kubebuilder:validation:Enum=Warning;Info
+type Severity string
+
+const (
+	// SeverityWarning reports an unmet duty with a Warning event.
+	SeverityWarning Severity = "Warning"
+	// SeverityInfo reports an unmet duty with a Normal event: it is shown and
+	// counted, but does not raise alerts.
+	SeverityInfo Severity = "Info"
+)
+
+// WaiverPolicy says whether tenants may waive the duties of a model.
+// +kubebuilder:validation:Enum=Allowed;Forbidden
+type WaiverPolicy string
+
+const (
+	// WaiversAllowed lets a tenant annotate an object with
+	// responsibility.io/waive.<duty>: "<reason>" to mark an unmet duty Waived.
+	WaiversAllowed WaiverPolicy = "Allowed"
+	// WaiversForbidden ignores waiver annotations (and reports them).
+	WaiversForbidden WaiverPolicy = "Forbidden"
+)
+
+// ResponsibilityModelSpec is one service's shared responsibility matrix and
+// the objects it applies to.
+// +kubebuilder:validation:XValidation:rule="self.areas.all(a, !has(a.duties) || a.duties.all(d, self.areas.filter(b, has(b.duties) && b.duties.exists(e, e.name == d.name)).size() == 1))",message="duty names must be unique across all areas of a model"
+type ResponsibilityModelSpec struct {
+	// Service is the human name of the service this matrix describes, for
+	// example "Managed Databases (MySQL, PostgreSQL, MariaDB)".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Service string `json:"service"`
+
+	// Provider is who runs the service, for example "DanubeData".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Provider string `json:"provider"`
+
+	// Description summarises the split of responsibilities in a sentence or two.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Targets selects the objects this model applies to. An object matches
+	// when it matches any target.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	Targets []Target `json:"targets"`
+
+	// Areas are the rows of the matrix: for each area, what the provider and
+	// what the customer is responsible for, and the customer duties a cluster
+	// can check.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Areas []Area `json:"areas"`
+
+	// Waivers says whether tenants may waive this model's duties with the
+	// annotation responsibility.io/waive.<duty>: "<reason>" on their object.
+	// +kubebuilder:default=Allowed
+	// +optional
+	Waivers WaiverPolicy `json:"waivers,omitempty"`
+}
+
+// Target selects objects of one kind.
+type Target struct {
+	// APIVersion of the target kind, for example "postgresql.cnpg.io/v1" or "apps/v1".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$`
+	APIVersion string `json:"apiVersion"`
+
+	// Kind of the target objects, for example "Cluster".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	Kind string `json:"kind"`
+
+	// Selector restricts the target to objects with matching labels. Empty or
+	// absent selects every object of the kind.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// NamespaceSelector restricts the target to objects in namespaces with
+	// matching labels. Empty or absent selects every namespace. A
+	// cluster-scoped object matches only an absent or empty namespaceSelector.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// Area is one row of the matrix.
+type Area struct {
+	// Name of the area, for example "Connection Security".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+
+	// Provider is what the provider is responsible for in this area.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Provider string `json:"provider"`
+
+	// Customer is what the customer is responsible for in this area.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Customer string `json:"customer"`
+
+	// Duties are the customer responsibilities of this area that can be
+	// checked on a cluster object.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Duties []Duty `json:"duties,omitempty"`
+}
+
+// Duty is a customer responsibility that a CEL rule can check.
+type Duty struct {
+	// Name identifies the duty, unique within the model. It is a DNS-1123
+	// label of at most 57 characters so that the waiver annotation
+	// responsibility.io/waive.<name> is a valid annotation key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=57
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Description says what the duty asks of the customer.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Rule is a CEL expression that is true when the duty is met. It can read
+	// `object` (the target object), `namespaceObject` (its Namespace, null for
+	// cluster-scoped objects) and `related.<name>` (lists of the related objects
+	// declared below). An evaluation error makes the duty Unknown, never Met.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Rule string `json:"rule"`
+
+	// Message tells the customer what to do when the duty is unmet.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// MessageExpression is a CEL expression returning a string, used instead of
+	// Message when the duty is unmet. It sees the same variables as Rule.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	MessageExpression string `json:"messageExpression,omitempty"`
+
+	// Severity of an unmet duty: Warning raises a Warning event, Info a Normal one.
+	// +kubebuilder:default=Warning
+	// +optional
+	Severity Severity `json:"severity,omitempty"`
+
+	// Related declares other objects in the target's namespace that the rule
+	// may read, as lists under `related.<name>`.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Related []RelatedResource `json:"related,omitempty"`
+}
+
+// RelatedResource declares a list of objects a rule may read.
+type RelatedResource struct {
+	// Name of the list in the rule: related.<name>. A CEL identifier.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	Name string `json:"name"`
+
+	// APIVersion of the related kind, for example "postgresql.cnpg.io/v1".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$`
+	APIVersion string `json:"apiVersion"`
+
+	// Kind of the related objects, for example "ScheduledBackup".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	Kind string `json:"kind"`
+
+	// Selector restricts the list to objects with matching labels.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// ResponsibilityModelStatus is what the controller observed of a model.
+type ResponsibilityModelStatus struct {
+	// ObservedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready summarises TargetsResolved (every target kind is
+	// served and may be watched and patched) and RulesValid (every rule
+	// compiles).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// MatchedObjects counts the objects this model currently applies to.
+	// +optional
+	MatchedObjects int32 `json:"matchedObjects"`
+
+	// UnmetObjects counts the matched objects with at least one unmet duty.
+	// +optional
+	UnmetObjects int32 `json:"unmetObjects"`
+
+	// Duties counts the states of each duty over the matched objects.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Duties []DutyStatus `json:"duties,omitempty"`
+}
+
+// DutyStatus counts the states of one duty over the matched objects.
+type DutyStatus struct {
+	// Name of the duty.
+	Name string `json:"name"`
+	// Met counts objects where the rule is true.
+	Met int32 `json:"met"`
+	// Unmet counts objects where the rule is false and no waiver applies.
+	Unmet int32 `json:"unmet"`
+	// Unknown counts objects where the rule could not be evaluated.
+	Unknown int32 `json:"unknown"`
+	// Waived counts objects where the rule is false and a tenant waived it.
+	Waived int32 `json:"waived"`
+}
+
+// ResponsibilityModel holds one service's shared responsibility matrix: per
+// area, what the provider and what the customer secures, and the customer
+// duties a cluster can check. The controller annotates every target object
+// with the matrix and reports unmet duties as events.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=rm,categories=responsibility
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.service`
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targets[*].kind`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matchedObjects`
+// +kubebuilder:printcolumn:name="Unmet",type=integer,JSONPath=`.status.unmetObjects`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ResponsibilityModel struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the matrix and its targets.
+	Spec ResponsibilityModelSpec `json:"spec"`
+	// Status is what the controller observed.
+	// +optional
+	Status ResponsibilityModelStatus `json:"status,omitempty"`
+}
+
+// ResponsibilityModelList is a list of ResponsibilityModel.
+// +kubebuilder:object:root=true
+type ResponsibilityModelList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the models.
+	Items []ResponsibilityModel `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ResponsibilityModel{}, &ResponsibilityModelList{})
+}

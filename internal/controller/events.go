@@ -1,0 +1,75 @@
+package controller
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+)
+
+// Event actions (events.k8s.io/v1 requires one per event).
+const (
+	actionEvaluate = "Evaluate"
+	actionApply    = "Apply"
+	actionResolve  = "Resolve"
+	actionCompile  = "Compile"
+)
+
+// EventEmitter writes the operator's events. Every message is a sentence
+// that says what happened and what to do.
+type EventEmitter struct {
+	Recorder events.EventRecorder
+}
+
+// modelRef is the related object of a workload event: the model that owns the duty.
+func modelRef(name string) runtime.Object {
+	return &v1alpha1.ResponsibilityModel{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ResponsibilityModel"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+	}
+}
+
+// DutyTransition reports a duty that turned unmet or met again.
+func (e *EventEmitter) DutyTransition(obj runtime.Object, t evaluate.Transition) {
+	d := t.Duty
+	if t.State == v1alpha1.DutyMet {
+		e.Recorder.Eventf(obj, modelRef(t.Model), corev1.EventTypeNormal, v1alpha1.EventCustomerDutyMet, actionEvaluate,
+			"Customer duty %s (%s, area %q) is met again.", d.Name, t.Model, d.Area)
+		return
+	}
+	eventType := corev1.EventTypeWarning
+	if d.Severity == v1alpha1.SeverityInfo {
+		eventType = corev1.EventTypeNormal
+	}
+	e.Recorder.Eventf(obj, modelRef(t.Model), eventType, v1alpha1.EventCustomerDutyUnmet, actionEvaluate,
+		"Customer duty %s (%s, area %q) is unmet: %s. Fix it, or waive it with the annotation %s%s: \"<reason>\".",
+		d.Name, t.Model, d.Area, trimPeriod(t.Message), v1alpha1.AnnotationWaivePrefix, d.Name)
+}
+
+// WaiverIgnored reports a waiver annotation that has no effect.
+func (e *EventEmitter) WaiverIgnored(obj runtime.Object, w evaluate.IgnoredWaiver) {
+	e.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventWaiverIgnored, actionEvaluate,
+		"The annotation %s%s has no effect: %s. Remove it or fix the duty name.", v1alpha1.AnnotationWaivePrefix, w.Duty, w.Reason)
+}
+
+// ApplyFailed reports that the operator could not write its annotations.
+func (e *EventEmitter) ApplyFailed(obj runtime.Object, err error) {
+	e.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventApplyFailed, actionApply,
+		"Could not write the responsibility annotations: %v. The operator retries with backoff.", err)
+}
+
+// ModelProblem reports a model's own problem (reason is one of the model
+// event reasons) on the model.
+func (e *EventEmitter) ModelProblem(rm *v1alpha1.ResponsibilityModel, reason, action, message string) {
+	e.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, reason, action, "%s", message)
+}
+
+func trimPeriod(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '.' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

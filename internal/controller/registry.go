@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"sort"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+)
+
+// WorkloadKey identifies one target object: its kind, namespace and name.
+type WorkloadKey struct {
+	GVK       schema.GroupVersionKind
+	Namespace string
+	Name      string
+}
+
+func (k WorkloadKey) String() string {
+	if k.Namespace == "" {
+		return k.GVK.Kind + "/" + k.Name
+	}
+	return k.GVK.Kind + "/" + k.Namespace + "/" + k.Name
+}
+
+// Registry holds the compiled models the workload reconciler applies, indexed
+// by the kinds they target and read. The model reconciler writes it; every
+// workload worker reads it. Compiled models are immutable, so readers share
+// them without copying.
+type Registry struct {
+	mu        sync.RWMutex
+	models    map[string]*evaluate.Model
+	byTarget  map[schema.GroupVersionKind][]*evaluate.Model
+	byRelated map[schema.GroupVersionKind][]schema.GroupVersionKind
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{models: map[string]*evaluate.Model{}}
+}
+
+// Set installs or replaces a model and returns the one it replaced.
+func (r *Registry) Set(m *evaluate.Model) *evaluate.Model {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.models[m.Name]
+	r.models[m.Name] = m
+	r.reindexLocked()
+	return prev
+}
+
+// Delete removes a model and returns it, or nil when it was not installed.
+func (r *Registry) Delete(name string) *evaluate.Model {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.models[name]
+	if prev != nil {
+		delete(r.models, name)
+		r.reindexLocked()
+	}
+	return prev
+}
+
+// Get returns an installed model by name.
+func (r *Registry) Get(name string) *evaluate.Model {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.models[name]
+}
+
+func (r *Registry) reindexLocked() {
+	r.byTarget = map[schema.GroupVersionKind][]*evaluate.Model{}
+	related := map[schema.GroupVersionKind]map[schema.GroupVersionKind]bool{}
+	names := make([]string, 0, len(r.models))
+	for n := range r.models {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := r.models[n]
+		for _, gvk := range m.TargetKinds() {
+			r.byTarget[gvk] = append(r.byTarget[gvk], m)
+			for _, rel := range m.RelatedKinds() {
+				if related[rel] == nil {
+					related[rel] = map[schema.GroupVersionKind]bool{}
+				}
+				related[rel][gvk] = true
+			}
+		}
+	}
+	r.byRelated = make(map[schema.GroupVersionKind][]schema.GroupVersionKind, len(related))
+	for rel, targets := range related {
+		r.byRelated[rel] = sortedKinds(targets)
+	}
+}
+
+// ModelsFor returns the models targeting a kind, sorted by name. The slice is
+// shared: callers must not modify it.
+func (r *Registry) ModelsFor(gvk schema.GroupVersionKind) []*evaluate.Model {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byTarget[gvk]
+}
+
+// IsTarget reports whether any installed model targets a kind.
+func (r *Registry) IsTarget(gvk schema.GroupVersionKind) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byTarget[gvk]) > 0
+}
+
+// DependentTargets returns the target kinds whose models read a related kind.
+func (r *Registry) DependentTargets(related schema.GroupVersionKind) []schema.GroupVersionKind {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byRelated[related]
+}
+
+// Kinds returns every kind an installed model targets or reads.
+func (r *Registry) Kinds() map[schema.GroupVersionKind]bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[schema.GroupVersionKind]bool, len(r.byTarget)+len(r.byRelated))
+	for k := range r.byTarget {
+		out[k] = true
+	}
+	for k := range r.byRelated {
+		out[k] = true
+	}
+	return out
+}
+
+func sortedKinds(set map[schema.GroupVersionKind]bool) []schema.GroupVersionKind {
+	out := make([]schema.GroupVersionKind, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}

@@ -1,0 +1,185 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// statusDelay coalesces the count changes of many objects into one status
+// write per model.
+const statusDelay = time.Second
+
+// Options configure the operator's controllers.
+type Options struct {
+	// ExcludedNamespaces are never written to.
+	ExcludedNamespaces []string
+	// WorkloadConcurrency is the number of objects evaluated and written at once.
+	WorkloadConcurrency int
+}
+
+// NewScheme returns the scheme the operator's manager needs.
+func NewScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("build scheme: %w", err)
+		}
+	}
+	return scheme, nil
+}
+
+// CacheOptions are the manager's cache options: managedFields stripped
+// (nothing the operator decides reads them, and they are often the largest
+// part of an object), and no informer started behind a reader's back.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform:            cache.TransformStripManagedFields(),
+		ReaderFailOnMissingInformer: true,
+	}
+}
+
+// Setup registers the model and workload controllers with a manager.
+func Setup(mgr manager.Manager, opts Options) error {
+	registry := NewRegistry()
+	watcher := NewWatcher(mgr.GetCache(), registry)
+	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager)}
+
+	modelQueue := &queueRef[reconcile.Request]{}
+	tally := NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
+
+	models := &ModelReconciler{
+		Client:   mgr.GetClient(),
+		Cache:    mgr.GetCache(),
+		Resolver: &Resolver{Mapper: mgr.GetRESTMapper(), Client: mgr.GetClient()},
+		Registry: registry,
+		Tally:    tally,
+		Watcher:  watcher,
+		Events:   events,
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("responsibilitymodel").
+		For(&v1alpha1.ResponsibilityModel{}).
+		WatchesRawSource(modelQueue.source()).
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(
+			func(ctx context.Context, _ client.Object) []reconcile.Request {
+				models.CRDChanged()
+				return allModels(ctx, mgr.GetClient())
+			})).
+		Complete(models)
+	if err != nil {
+		return fmt.Errorf("set up model controller: %w", err)
+	}
+
+	workloads := &WorkloadReconciler{
+		Reader:             mgr.GetCache(),
+		Writer:             mgr.GetClient(),
+		Registry:           registry,
+		Tally:              tally,
+		Events:             events,
+		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
+	}
+	concurrency := opts.WorkloadConcurrency
+	if concurrency <= 0 {
+		concurrency = 16
+	}
+	wc, err := controller.NewTyped[WorkloadKey]("workload", mgr, controller.TypedOptions[WorkloadKey]{
+		Reconciler:              workloads,
+		MaxConcurrentReconciles: concurrency,
+	})
+	if err != nil {
+		return fmt.Errorf("set up workload controller: %w", err)
+	}
+	if err := wc.Watch(watcher.Source()); err != nil {
+		return fmt.Errorf("watch target kinds: %w", err)
+	}
+	ns := &unstructured.Unstructured{}
+	ns.SetGroupVersionKind(namespaceGVK)
+	if err := wc.Watch(source.TypedKind[*unstructured.Unstructured, WorkloadKey](mgr.GetCache(), ns,
+		namespaceHandler(watcher, registry))); err != nil {
+		return fmt.Errorf("watch namespaces: %w", err)
+	}
+	return nil
+}
+
+// namespaceHandler re-evaluates the target objects of a namespace whose
+// labels or annotations change: selectors and rules may read them.
+func namespaceHandler(w *Watcher, registry *Registry) handler.TypedEventHandler[*unstructured.Unstructured, WorkloadKey] {
+	return handler.TypedFuncs[*unstructured.Unstructured, WorkloadKey]{
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*unstructured.Unstructured], _ workqueue.TypedRateLimitingInterface[WorkloadKey]) {
+			if maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) &&
+				maps.Equal(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) {
+				return
+			}
+			for gvk := range registry.Kinds() {
+				if !registry.IsTarget(gvk) {
+					continue
+				}
+				if err := w.EnqueueKind(ctx, gvk, e.ObjectNew.GetName()); err != nil {
+					log.FromContext(ctx).Error(err, "re-evaluate namespace", "namespace", e.ObjectNew.GetName(), "gvk", gvk.String())
+				}
+			}
+		},
+	}
+}
+
+func allModels(ctx context.Context, c client.Client) []reconcile.Request {
+	list := &v1alpha1.ResponsibilityModelList{}
+	if err := c.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "list models after a CRD change")
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = modelRequest(list.Items[i].Name)
+	}
+	return out
+}
+
+// queueRef captures a controller's queue when the controller starts, so that
+// code outside the controller's watches can enqueue into it.
+type queueRef[T comparable] struct {
+	mu sync.Mutex
+	q  workqueue.TypedRateLimitingInterface[T]
+}
+
+func (r *queueRef[T]) source() source.TypedSource[T] {
+	return source.TypedFunc[T](func(_ context.Context, q workqueue.TypedRateLimitingInterface[T]) error {
+		r.mu.Lock()
+		r.q = q
+		r.mu.Unlock()
+		return nil
+	})
+}
+
+// addAfter enqueues an item after a delay; before the controller starts it
+// does nothing, since the controller's start enqueues every object anyway.
+func (r *queueRef[T]) addAfter(item T, d time.Duration) {
+	r.mu.Lock()
+	q := r.q
+	r.mu.Unlock()
+	if q != nil {
+		q.AddAfter(item, d)
+	}
+}

@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+)
+
+var namespaceGVK = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+
+// WorkloadReconciler keeps the operator's annotations and label on one target
+// object equal to what the matching models say, and records duty transitions
+// as events. It reads only from the cache and writes only when the desired
+// metadata differs from what the object carries.
+type WorkloadReconciler struct {
+	// Reader is the manager's cache.
+	Reader client.Reader
+	// Writer sends server-side apply patches.
+	Writer   client.Client
+	Registry *Registry
+	Tally    *Tally
+	Events   *EventEmitter
+	// ExcludedNamespaces are never written.
+	ExcludedNamespaces sets.Set[string]
+}
+
+// Reconcile brings one object's operator-owned metadata up to date.
+func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (reconcile.Result, error) {
+	if r.ExcludedNamespaces.Has(key.Namespace) {
+		return reconcile.Result{}, nil
+	}
+	obj := newObject(key.GVK)
+	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Tally.Forget(key)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		// Going away: its annotations go with it, and a write would only race
+		// the deletion.
+		r.Tally.Forget(key)
+		return reconcile.Result{}, nil
+	}
+
+	var nsObj map[string]any
+	if key.Namespace != "" {
+		ns := newObject(namespaceGVK)
+		if err := r.Reader.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("get namespace of %s: %w", key, err)
+		}
+		nsObj = ns.Object
+	}
+
+	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, obj.GetLabels(), nsObj, key.Namespace != "")
+	related, err := r.relatedObjects(ctx, matched, key.Namespace)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	res := evaluate.Evaluate(matched, evaluate.Input{GVK: key.GVK, Object: obj.Object, Namespace: nsObj, Related: related})
+
+	previous := evaluate.ParseDuties(obj.GetAnnotations()[v1alpha1.AnnotationDuties])
+	previousIgnored := obj.GetAnnotations()[v1alpha1.AnnotationIgnoredWaivers]
+	if !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
+		if err := r.apply(ctx, obj, res); err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				// Deleted or replaced since the cache saw it: the watch brings
+				// the new state.
+				return reconcile.Result{}, nil
+			}
+			r.Events.ApplyFailed(obj, err)
+			return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
+		}
+		log.FromContext(ctx).V(1).Info("applied", "object", key.String(), "models", res.Annotations[v1alpha1.AnnotationModels], "status", res.Labels[v1alpha1.LabelStatus])
+	}
+	// Events only after the new states are recorded on the object, so a
+	// crash before the write repeats the transition rather than losing it.
+	for _, t := range evaluate.Transitions(previous, res) {
+		r.Events.DutyTransition(obj, t)
+	}
+	for _, w := range evaluate.NewlyIgnoredWaivers(previousIgnored, res) {
+		r.Events.WaiverIgnored(obj, w)
+	}
+	r.Tally.Record(key, res)
+	return reconcile.Result{}, nil
+}
+
+// relatedObjects lists, from the cache, the related objects the matching
+// models read, in the object's namespace.
+func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[schema.GroupVersionKind][]map[string]any, error) {
+	var out map[schema.GroupVersionKind][]map[string]any
+	for _, m := range matched {
+		for _, gvk := range m.RelatedKinds() {
+			if _, done := out[gvk]; done {
+				continue
+			}
+			if out == nil {
+				out = map[schema.GroupVersionKind][]map[string]any{}
+			}
+			list := &unstructured.UnstructuredList{}
+			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+			if err := r.Reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
+				// A related kind that is not served (yet) reads as an empty
+				// list; the model's TargetsResolved condition says why.
+				out[gvk] = nil
+				continue
+			}
+			objs := make([]map[string]any, len(list.Items))
+			for i := range list.Items {
+				objs[i] = list.Items[i].Object
+			}
+			out[gvk] = objs
+		}
+	}
+	return out, nil
+}
+
+// apply writes the desired operator-owned metadata with server-side apply.
+// The apply configuration names only the operator's keys, so a tenant's
+// annotations are never touched; a key the operator owned and no longer
+// wants is dropped by the server because it is missing from the
+// configuration. The object's UID is a precondition: a deleted object is
+// never recreated.
+func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstructured, res evaluate.Result) error {
+	meta := map[string]any{
+		"name": obj.GetName(),
+		"uid":  string(obj.GetUID()),
+	}
+	if obj.GetNamespace() != "" {
+		meta["namespace"] = obj.GetNamespace()
+	}
+	if len(res.Annotations) > 0 {
+		meta["annotations"] = toAny(res.Annotations)
+	}
+	if len(res.Labels) > 0 {
+		meta["labels"] = toAny(res.Labels)
+	}
+	patch := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": obj.GetAPIVersion(),
+		"kind":       obj.GetKind(),
+		"metadata":   meta,
+	}}
+	return r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
+		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership)
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// modelsOf returns the model names recorded on an object.
+func modelsOf(obj metav1.Object) []string {
+	v := obj.GetAnnotations()[v1alpha1.AnnotationModels]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}

@@ -1,0 +1,402 @@
+package evaluate
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// Input is everything the evaluation of one object reads.
+type Input struct {
+	// GVK is the kind of the object.
+	GVK schema.GroupVersionKind
+	// Object is the object's content, as unstructured JSON values.
+	Object map[string]any
+	// Namespace is the content of the object's Namespace; nil for a
+	// cluster-scoped object.
+	Namespace map[string]any
+	// Related holds, per kind, the objects in the object's namespace that the
+	// matching models declared as related.
+	Related map[schema.GroupVersionKind][]map[string]any
+}
+
+// DutyResult is the state of one duty of one model on one object.
+type DutyResult struct {
+	Model   string
+	Duty    *Duty
+	State   v1alpha1.DutyState
+	Message string
+}
+
+// Result is what the operator wants on an object.
+type Result struct {
+	// Models are the matching models, sorted by name.
+	Models []*Model
+	// Duties are the duty states, by model then by duty name.
+	Duties []DutyResult
+	// Annotations are the desired operator-owned annotations; empty when no
+	// model matches, which means "remove every operator-owned annotation".
+	Annotations map[string]string
+	// Labels are the desired operator-owned labels.
+	Labels map[string]string
+	// IgnoredWaivers are waiver annotations that had no effect, with the reason.
+	IgnoredWaivers []IgnoredWaiver
+}
+
+// IgnoredWaiver is a waiver annotation that did not apply.
+type IgnoredWaiver struct {
+	// Duty is the duty name the waiver annotation names.
+	Duty   string
+	Reason string
+}
+
+// Match returns the models, sorted by name, that apply to an object.
+func Match(models []*Model, gvk schema.GroupVersionKind, objectLabels map[string]string, namespace map[string]any, namespaced bool) []*Model {
+	var nsLabels labels.Set
+	if namespace != nil {
+		nsLabels = stringMap(namespace, "metadata", "labels")
+	}
+	var out []*Model
+	for _, m := range models {
+		if m.Matches(gvk, labels.Set(objectLabels), nsLabels, namespaced) {
+			out = append(out, m)
+		}
+	}
+	SortModels(out)
+	return out
+}
+
+// Evaluate computes the duty states and desired annotations of an object for
+// the models that match it (as returned by Match). It is pure: same input,
+// same result, byte for byte, whatever the order of the models.
+func Evaluate(matched []*Model, in Input) Result {
+	res := Result{Annotations: map[string]string{}, Labels: map[string]string{}}
+	if len(matched) == 0 {
+		return res
+	}
+	matched = append([]*Model(nil), matched...)
+	SortModels(matched)
+	res.Models = matched
+	objAnnotations := stringMap(in.Object, "metadata", "annotations")
+	waivers := waiversOf(objAnnotations)
+	usedWaivers := map[string]bool{}
+
+	act := &activation{object: in.Object}
+	if in.Namespace != nil {
+		act.namespace = in.Namespace
+	}
+	names := make([]string, 0, len(matched))
+	providers := make([]string, 0, len(matched))
+	services := make([]string, 0, len(matched))
+	var matrix strings.Builder
+	matrix.WriteByte('{')
+	for i, m := range matched {
+		names = append(names, m.Name)
+		providers = appendUnique(providers, m.Provider)
+		services = append(services, m.Service)
+		if i > 0 {
+			matrix.WriteByte(',')
+		}
+		writeJSONString(&matrix, m.Name)
+		matrix.WriteByte(':')
+		matrix.WriteString(m.matrixJSON)
+
+		for _, d := range m.Duties {
+			act.related = relatedFor(d, in.Related)
+			dr := evaluateDuty(m, d, act)
+			if dr.State == v1alpha1.DutyUnmet {
+				if reason, ok := waivers[d.Name]; ok {
+					usedWaivers[d.Name] = true
+					if m.WaiversAllowed {
+						dr.State, dr.Message = v1alpha1.DutyWaived, "waived: "+reason
+					} else {
+						res.IgnoredWaivers = append(res.IgnoredWaivers, IgnoredWaiver{
+							Duty:   d.Name,
+							Reason: fmt.Sprintf("model %s forbids waivers", m.Name),
+						})
+					}
+				}
+			} else if _, ok := waivers[d.Name]; ok {
+				usedWaivers[d.Name] = true
+			}
+			res.Duties = append(res.Duties, dr)
+		}
+	}
+	matrix.WriteByte('}')
+	for _, name := range sortedKeys(waivers) {
+		if !usedWaivers[name] && !hasDuty(matched, name) {
+			res.IgnoredWaivers = append(res.IgnoredWaivers, IgnoredWaiver{
+				Duty:   name,
+				Reason: fmt.Sprintf("no matching model has a duty named %q", name),
+			})
+		}
+	}
+	sort.SliceStable(res.Duties, func(i, j int) bool {
+		if res.Duties[i].Model != res.Duties[j].Model {
+			return res.Duties[i].Model < res.Duties[j].Model
+		}
+		return res.Duties[i].Duty.Name < res.Duties[j].Duty.Name
+	})
+
+	res.Annotations[v1alpha1.AnnotationModels] = strings.Join(names, ",")
+	res.Annotations[v1alpha1.AnnotationProvider] = strings.Join(providers, ", ")
+	res.Annotations[v1alpha1.AnnotationService] = strings.Join(services, "; ")
+	res.Annotations[v1alpha1.AnnotationMatrix] = matrix.String()
+	res.Annotations[v1alpha1.AnnotationUnmet] = strings.Join(res.Unmet(), ",")
+	if len(res.Duties) > 0 {
+		res.Annotations[v1alpha1.AnnotationDuties] = encodeDuties(res.Duties)
+	}
+	if ignored := ignoredWaiverDuties(res.IgnoredWaivers); len(ignored) > 0 {
+		res.Annotations[v1alpha1.AnnotationIgnoredWaivers] = strings.Join(ignored, ",")
+	}
+	res.Labels[v1alpha1.LabelStatus] = res.Status()
+	return res
+}
+
+func evaluateDuty(m *Model, d *Duty, act *activation) DutyResult {
+	dr := DutyResult{Model: m.Name, Duty: d}
+	met, err := d.rule.evalBool(act)
+	switch {
+	case err != nil:
+		dr.State, dr.Message = v1alpha1.DutyUnknown, "rule could not be evaluated: "+err.Error()
+	case met:
+		dr.State = v1alpha1.DutyMet
+	default:
+		dr.State, dr.Message = v1alpha1.DutyUnmet, unmetMessage(d, act)
+	}
+	return dr
+}
+
+func unmetMessage(d *Duty, act *activation) string {
+	if d.messageExpr != nil {
+		msg, err := d.messageExpr.evalString(act)
+		if err == nil && msg != "" {
+			return msg
+		}
+	}
+	if d.Message != "" {
+		return d.Message
+	}
+	if d.Description != "" {
+		return d.Description
+	}
+	return "duty " + d.Name + " is not met"
+}
+
+// relatedFor selects, for each related list of a duty, the objects of its
+// kind that match its selector.
+func relatedFor(d *Duty, all map[schema.GroupVersionKind][]map[string]any) map[string]any {
+	out := make(map[string]any, len(d.Related))
+	for _, r := range d.Related {
+		objs := all[r.GVK]
+		list := make([]any, 0, len(objs))
+		for _, o := range objs {
+			if r.Selector.Empty() || r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {
+				list = append(list, o)
+			}
+		}
+		out[r.Name] = list
+	}
+	return out
+}
+
+// Unmet returns the unmet duties as model/duty, sorted.
+func (r Result) Unmet() []string {
+	var out []string
+	for _, d := range r.Duties {
+		if d.State == v1alpha1.DutyUnmet {
+			out = append(out, d.Model+"/"+d.Duty.Name)
+		}
+	}
+	return out
+}
+
+// Status is the value of the status label: unmet, else unknown, else met.
+func (r Result) Status() string {
+	status := v1alpha1.StatusMet
+	for _, d := range r.Duties {
+		switch d.State {
+		case v1alpha1.DutyUnmet:
+			return v1alpha1.StatusUnmet
+		case v1alpha1.DutyUnknown:
+			status = v1alpha1.StatusUnknown
+		}
+	}
+	return status
+}
+
+// DutyAnnotation is the value of one duty in the duties annotation.
+type DutyAnnotation struct {
+	State   v1alpha1.DutyState `json:"state"`
+	Message string             `json:"message,omitempty"`
+}
+
+func encodeDuties(duties []DutyResult) string {
+	byModel := map[string]map[string]DutyAnnotation{}
+	for _, d := range duties {
+		if byModel[d.Model] == nil {
+			byModel[d.Model] = map[string]DutyAnnotation{}
+		}
+		byModel[d.Model][d.Duty.Name] = DutyAnnotation{State: d.State, Message: d.Message}
+	}
+	raw, err := json.Marshal(byModel)
+	if err != nil { // maps of strings always encode
+		panic(fmt.Sprintf("encode duties: %v", err))
+	}
+	return string(raw)
+}
+
+// ParseDuties reads a duties annotation. A missing or malformed value (a
+// tenant may have edited it) reads as no previous states.
+func ParseDuties(value string) map[string]map[string]DutyAnnotation {
+	out := map[string]map[string]DutyAnnotation{}
+	if value == "" {
+		return out
+	}
+	if err := json.Unmarshal([]byte(value), &out); err != nil {
+		return map[string]map[string]DutyAnnotation{}
+	}
+	return out
+}
+
+// Transition is a change of a duty's state that deserves an event.
+type Transition struct {
+	DutyResult
+	// Previous is the state before, empty when the duty was not recorded.
+	Previous v1alpha1.DutyState
+}
+
+// Transitions compares the recorded duty states (the object's current duties
+// annotation) with a new result and returns the changes worth an event: a
+// duty that turns Unmet (or is first found Unmet) and a duty that turns Met
+// from Unmet.
+func Transitions(previous map[string]map[string]DutyAnnotation, r Result) []Transition {
+	var out []Transition
+	for _, d := range r.Duties {
+		prev := previous[d.Model][d.Duty.Name].State
+		switch {
+		case d.State == v1alpha1.DutyUnmet && prev != v1alpha1.DutyUnmet:
+			out = append(out, Transition{DutyResult: d, Previous: prev})
+		case d.State == v1alpha1.DutyMet && prev == v1alpha1.DutyUnmet:
+			out = append(out, Transition{DutyResult: d, Previous: prev})
+		}
+	}
+	return out
+}
+
+func ignoredWaiverDuties(ws []IgnoredWaiver) []string {
+	var out []string
+	for _, w := range ws {
+		out = appendUnique(out, w.Duty)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NewlyIgnoredWaivers returns the ignored waivers that the object's previous
+// ignored-waivers annotation did not list yet: those deserve an event.
+func NewlyIgnoredWaivers(previous string, r Result) []IgnoredWaiver {
+	known := map[string]bool{}
+	for _, d := range strings.Split(previous, ",") {
+		known[d] = true
+	}
+	var out []IgnoredWaiver
+	for _, w := range r.IgnoredWaivers {
+		if !known[w.Duty] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// OwnedMetadataEqual reports whether an object's operator-owned annotations
+// and labels are exactly the desired ones: nothing to write.
+func OwnedMetadataEqual(annotations, objLabels map[string]string, r Result) bool {
+	for _, k := range v1alpha1.OwnedAnnotations {
+		want, wantOK := r.Annotations[k]
+		have, haveOK := annotations[k]
+		if wantOK != haveOK || want != have {
+			return false
+		}
+	}
+	want, wantOK := r.Labels[v1alpha1.LabelStatus]
+	have, haveOK := objLabels[v1alpha1.LabelStatus]
+	return wantOK == haveOK && want == have
+}
+
+func waiversOf(annotations map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range annotations {
+		if name, ok := strings.CutPrefix(k, v1alpha1.AnnotationWaivePrefix); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = v
+		}
+	}
+	return out
+}
+
+func hasDuty(models []*Model, name string) bool {
+	for _, m := range models {
+		for _, d := range m.Duties {
+			if d.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stringMap reads a map of strings at a path of an unstructured object,
+// skipping values that are not strings.
+func stringMap(obj map[string]any, path ...string) map[string]string {
+	cur := any(obj)
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[p]
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func writeJSONString(b *strings.Builder, s string) {
+	raw, _ := json.Marshal(s) // a string always encodes
+	b.Write(raw)
+}

@@ -1,0 +1,259 @@
+package evaluate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// Model is a compiled ResponsibilityModel: selectors parsed, rules compiled,
+// the matrix encoded once. It is immutable after Compile and shared by every
+// worker.
+type Model struct {
+	Name       string
+	Generation int64
+	Service    string
+	Provider   string
+	Targets    []Target
+	// Duties of every area, in the order of the spec.
+	Duties         []*Duty
+	WaiversAllowed bool
+
+	// matrixJSON is this model's entry of the matrix annotation.
+	matrixJSON string
+	// relatedKinds are the distinct related kinds of all duties.
+	relatedKinds []schema.GroupVersionKind
+}
+
+// Target selects objects of one kind.
+type Target struct {
+	GVK               schema.GroupVersionKind
+	Selector          labels.Selector
+	NamespaceSelector labels.Selector
+}
+
+// Duty is a compiled customer duty.
+type Duty struct {
+	Name        string
+	Area        string
+	Description string
+	Message     string
+	Severity    v1alpha1.Severity
+	Related     []Related
+
+	rule        *program
+	messageExpr *program
+}
+
+// Related is a declared list of related objects.
+type Related struct {
+	Name     string
+	GVK      schema.GroupVersionKind
+	Selector labels.Selector
+}
+
+type matrixEntry struct {
+	Provider string `json:"provider"`
+	Customer string `json:"customer"`
+}
+
+// FieldError is one problem in a model, with the path of the field.
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e FieldError) Error() string { return e.Path + ": " + e.Message }
+
+// Compile checks and compiles a model. It returns every problem it finds, as
+// FieldErrors joined with errors.Join, so that a user fixes them in one go.
+func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
+	m := &Model{
+		Name:           rm.Name,
+		Generation:     rm.Generation,
+		Service:        rm.Spec.Service,
+		Provider:       rm.Spec.Provider,
+		WaiversAllowed: rm.Spec.Waivers != v1alpha1.WaiversForbidden,
+	}
+	var errs []error
+	fail := func(path, format string, args ...any) {
+		errs = append(errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	if len(rm.Spec.Targets) == 0 {
+		fail("spec.targets", "at least one target is required")
+	}
+	for i, t := range rm.Spec.Targets {
+		path := fmt.Sprintf("spec.targets[%d]", i)
+		gvk, err := parseGVK(t.APIVersion, t.Kind)
+		if err != nil {
+			fail(path, "%v", err)
+			continue
+		}
+		sel, err := selector(t.Selector)
+		if err != nil {
+			fail(path+".selector", "%v", err)
+			continue
+		}
+		nsSel, err := selector(t.NamespaceSelector)
+		if err != nil {
+			fail(path+".namespaceSelector", "%v", err)
+			continue
+		}
+		m.Targets = append(m.Targets, Target{GVK: gvk, Selector: sel, NamespaceSelector: nsSel})
+	}
+
+	matrix := make(map[string]matrixEntry, len(rm.Spec.Areas))
+	dutyNames := map[string]string{}
+	relatedSeen := map[schema.GroupVersionKind]bool{}
+	for i, area := range rm.Spec.Areas {
+		areaPath := fmt.Sprintf("spec.areas[%d]", i)
+		if _, dup := matrix[area.Name]; dup {
+			fail(areaPath+".name", "duplicate area %q", area.Name)
+		}
+		matrix[area.Name] = matrixEntry{Provider: area.Provider, Customer: area.Customer}
+		for j, d := range area.Duties {
+			path := fmt.Sprintf("%s.duties[%d]", areaPath, j)
+			if other, dup := dutyNames[d.Name]; dup {
+				fail(path+".name", "duplicate duty %q (also in area %q)", d.Name, other)
+			}
+			dutyNames[d.Name] = area.Name
+			duty, derrs := compileDuty(path, area.Name, d)
+			errs = append(errs, derrs...)
+			if duty == nil {
+				continue
+			}
+			for _, r := range duty.Related {
+				if !relatedSeen[r.GVK] {
+					relatedSeen[r.GVK] = true
+					m.relatedKinds = append(m.relatedKinds, r.GVK)
+				}
+			}
+			m.Duties = append(m.Duties, duty)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	raw, err := json.Marshal(matrix)
+	if err != nil {
+		return nil, fmt.Errorf("encode matrix of model %s: %w", rm.Name, err)
+	}
+	m.matrixJSON = string(raw)
+	return m, nil
+}
+
+func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
+	var errs []error
+	duty := &Duty{
+		Name:        d.Name,
+		Area:        area,
+		Description: d.Description,
+		Message:     d.Message,
+		Severity:    d.Severity,
+	}
+	if duty.Severity == "" {
+		duty.Severity = v1alpha1.SeverityWarning
+	}
+	relatedNames := make([]string, 0, len(d.Related))
+	for k, r := range d.Related {
+		rpath := fmt.Sprintf("%s.related[%d]", path, k)
+		gvk, err := parseGVK(r.APIVersion, r.Kind)
+		if err != nil {
+			errs = append(errs, FieldError{Path: rpath, Message: err.Error()})
+			continue
+		}
+		sel, err := selector(r.Selector)
+		if err != nil {
+			errs = append(errs, FieldError{Path: rpath + ".selector", Message: err.Error()})
+			continue
+		}
+		duty.Related = append(duty.Related, Related{Name: r.Name, GVK: gvk, Selector: sel})
+		relatedNames = append(relatedNames, r.Name)
+	}
+	env, err := ruleEnv(relatedNames)
+	if err != nil {
+		return nil, append(errs, FieldError{Path: path + ".related", Message: err.Error()})
+	}
+	duty.rule, err = compileProgram(env, d.Rule, boolResult)
+	if err != nil {
+		errs = append(errs, FieldError{Path: path + ".rule", Message: err.Error()})
+	}
+	if d.MessageExpression != "" {
+		duty.messageExpr, err = compileProgram(env, d.MessageExpression, stringResult)
+		if err != nil {
+			errs = append(errs, FieldError{Path: path + ".messageExpression", Message: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return duty, nil
+}
+
+func parseGVK(apiVersion, kind string) (schema.GroupVersionKind, error) {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("apiVersion %q: %w", apiVersion, err)
+	}
+	if gv.Version == "" || kind == "" {
+		return schema.GroupVersionKind{}, fmt.Errorf("apiVersion and kind are required, got %q %q", apiVersion, kind)
+	}
+	return gv.WithKind(kind), nil
+}
+
+func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
+	if ls == nil {
+		return labels.Everything(), nil
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// TargetKinds returns the distinct kinds this model targets.
+func (m *Model) TargetKinds() []schema.GroupVersionKind {
+	seen := map[schema.GroupVersionKind]bool{}
+	var out []schema.GroupVersionKind
+	for _, t := range m.Targets {
+		if !seen[t.GVK] {
+			seen[t.GVK] = true
+			out = append(out, t.GVK)
+		}
+	}
+	return out
+}
+
+// RelatedKinds returns the distinct kinds the rules of this model read.
+func (m *Model) RelatedKinds() []schema.GroupVersionKind { return m.relatedKinds }
+
+// Matches reports whether the model applies to an object of kind gvk with the
+// given labels, in a namespace with the given labels. namespaced is false for
+// cluster-scoped objects, which match only targets without a namespace selector.
+func (m *Model) Matches(gvk schema.GroupVersionKind, objectLabels, namespaceLabels labels.Labels, namespaced bool) bool {
+	for _, t := range m.Targets {
+		if t.GVK != gvk || !t.Selector.Matches(objectLabels) {
+			continue
+		}
+		if !namespaced {
+			if t.NamespaceSelector.Empty() {
+				return true
+			}
+			continue
+		}
+		if t.NamespaceSelector.Matches(namespaceLabels) {
+			return true
+		}
+	}
+	return false
+}
+
+// SortModels orders models by name: the order of every multi-model annotation.
+func SortModels(models []*Model) {
+	sort.Slice(models, func(i, j int) bool { return models[i].Name < models[j].Name })
+}
