@@ -245,11 +245,19 @@ func encodeDuties(duties []DutyResult) string {
 		}
 		byModel[d.Model][d.Duty.Name] = DutyAnnotation{State: d.State, Message: d.Message}
 	}
-	raw, err := json.Marshal(byModel)
-	if err != nil { // maps of strings always encode
-		panic(fmt.Sprintf("encode duties: %v", err))
+	return encodeJSON(byModel)
+}
+
+// encodeJSON is compact JSON without HTML escaping, so that "&" in an area
+// name reads as "&" in kubectl and jq. Maps encode with sorted keys.
+func encodeJSON(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // maps and strings always encode
+		panic(fmt.Sprintf("encode annotation: %v", err))
 	}
-	return string(raw)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // ParseDuties reads a duties annotation. A missing or malformed value (a
@@ -397,6 +405,5 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func writeJSONString(b *strings.Builder, s string) {
-	raw, _ := json.Marshal(s) // a string always encodes
-	b.Write(raw)
+	b.WriteString(encodeJSON(s))
 }

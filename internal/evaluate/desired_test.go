@@ -292,3 +292,14 @@ func assertMap(t *testing.T, got, want map[string]string) {
 		}
 	}
 }
+
+func TestAnnotationsAreNotHTMLEscaped(t *testing.T) {
+	m := mustCompile(t, model("m", func(rm *v1alpha1.ResponsibilityModel) {
+		rm.Spec.Areas = []v1alpha1.Area{{Name: "Users & Roles", Provider: "<admin>", Customer: "a & b"}}
+	}))
+	res := Evaluate([]*Model{m}, Input{GVK: clusterGVK, Object: cluster("db", nil, map[string]any{}, nil)})
+	want := `{"m":{"Users & Roles":{"provider":"<admin>","customer":"a & b"}}}`
+	if got := res.Annotations[v1alpha1.AnnotationMatrix]; got != want {
+		t.Errorf("matrix = %s, want %s", got, want)
+	}
+}

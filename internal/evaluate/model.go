@@ -1,7 +1,6 @@
 package evaluate
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -142,11 +141,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	raw, err := json.Marshal(matrix)
-	if err != nil {
-		return nil, fmt.Errorf("encode matrix of model %s: %w", rm.Name, err)
-	}
-	m.matrixJSON = string(raw)
+	m.matrixJSON = encodeJSON(matrix)
 	return m, nil
 }
 
