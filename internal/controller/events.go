@@ -1,8 +1,9 @@
 package controller
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 
@@ -24,11 +25,17 @@ type EventEmitter struct {
 	Recorder events.EventRecorder
 }
 
-// modelRef is the related object of a workload event: the model that owns the duty.
-func modelRef(name string) runtime.Object {
-	return &v1alpha1.ResponsibilityModel{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ResponsibilityModel"},
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+// dutyRef is the related object of a duty event: the model, with a field
+// path naming the duty in the style of Pod events' spec.containers{name}.
+// The field path also keeps the events of different duties apart: the
+// events library merges events with the same regarding, related, reason
+// and action into one series.
+func dutyRef(model string, d *evaluate.Duty) *corev1.ObjectReference {
+	return &corev1.ObjectReference{
+		APIVersion: v1alpha1.GroupVersion.String(),
+		Kind:       "ResponsibilityModel",
+		Name:       model,
+		FieldPath:  fmt.Sprintf("spec.areas{%s}.duties{%s}", d.Area, d.Name),
 	}
 }
 
@@ -36,7 +43,7 @@ func modelRef(name string) runtime.Object {
 func (e *EventEmitter) DutyTransition(obj runtime.Object, t evaluate.Transition) {
 	d := t.Duty
 	if t.State == v1alpha1.DutyMet {
-		e.Recorder.Eventf(obj, modelRef(t.Model), corev1.EventTypeNormal, v1alpha1.EventCustomerDutyMet, actionEvaluate,
+		e.Recorder.Eventf(obj, dutyRef(t.Model, d), corev1.EventTypeNormal, v1alpha1.EventCustomerDutyMet, actionEvaluate,
 			"Customer duty %s (%s, area %q) is met again.", d.Name, t.Model, d.Area)
 		return
 	}
@@ -44,7 +51,7 @@ func (e *EventEmitter) DutyTransition(obj runtime.Object, t evaluate.Transition)
 	if d.Severity == v1alpha1.SeverityInfo {
 		eventType = corev1.EventTypeNormal
 	}
-	e.Recorder.Eventf(obj, modelRef(t.Model), eventType, v1alpha1.EventCustomerDutyUnmet, actionEvaluate,
+	e.Recorder.Eventf(obj, dutyRef(t.Model, d), eventType, v1alpha1.EventCustomerDutyUnmet, actionEvaluate,
 		"Customer duty %s (%s, area %q) is unmet: %s. Fix it, or waive it with the annotation %s%s: \"<reason>\".",
 		d.Name, t.Model, d.Area, trimPeriod(t.Message), v1alpha1.AnnotationWaivePrefix, d.Name)
 }
