@@ -1,0 +1,270 @@
+// Command demo is `make demo`: it starts a local control plane (kube-apiserver
+// and etcd built from source), installs the operator's CRD and the CRDs of
+// KubeVirt, CloudNativePG, Knative and friends, applies the catalog models and
+// sample workloads, runs the operator, and shows what lands on the workloads.
+// With -hold (the default on a terminal) it keeps everything running until
+// Ctrl-C, with a kubeconfig to explore it; otherwise it exits after showing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// workloads are the sample objects the demo waits for and shows.
+var workloads = []struct {
+	gvk       schema.GroupVersionKind
+	name      string
+	wantState string
+}{
+	{schema.GroupVersionKind{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachine"}, "web-vm", v1alpha1.StatusMet},
+	{schema.GroupVersionKind{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachine"}, "legacy-vm", v1alpha1.StatusUnmet},
+	{schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}, "orders-db", v1alpha1.StatusMet},
+	{schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}, "scratch-db", v1alpha1.StatusUnmet},
+	{schema.GroupVersionKind{Group: "serving.knative.dev", Version: "v1", Kind: "Service"}, "shop-frontend", v1alpha1.StatusMet},
+	{schema.GroupVersionKind{Group: "serving.knative.dev", Version: "v1", Kind: "Service"}, "hello", v1alpha1.StatusUnmet},
+}
+
+const demoNamespace = "demo"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	hold := flag.Bool("hold", term.IsTerminal(int(os.Stdin.Fd())), "keep the control plane and operator running until Ctrl-C")
+	manager := flag.String("manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
+	assets := flag.String("assets", filepath.Join(root, "bin", "k8s"), "directory with kube-apiserver, etcd and kubectl (make controlplane)")
+	workDir := flag.String("dir", filepath.Join(root, "tmp", "demo"), "directory for the kubeconfig and logs")
+	timeout := flag.Duration("timeout", 2*time.Minute, "how long to wait for the workloads to be annotated")
+	flag.Parse()
+
+	for _, f := range []string{*manager, filepath.Join(*assets, "kube-apiserver"), filepath.Join(*assets, "kubectl")} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is missing: run `make demo`, which builds it", f)
+		}
+	}
+	if err := os.MkdirAll(*workDir, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	step("Starting a local control plane (kube-apiserver + etcd)")
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: *assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() {
+		step("Stopping the control plane")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		}
+	}()
+	admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		return fmt.Errorf("add admin user: %w", err)
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	kubeconfigPath := filepath.Join(*workDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	kubectl := func(args ...string) error { return runKubectl(ctx, *assets, kubeconfigPath, args...) }
+
+	step("Starting the operator (logs: " + filepath.Join(*workDir, "manager.log") + ")")
+	mgr, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = mgr.Process.Signal(syscall.SIGTERM)
+		_ = mgr.Wait()
+	}()
+
+	step("Applying the catalog models: kubectl apply -k config/catalog")
+	if err := kubectl("apply", "-k", filepath.Join(root, "config", "catalog")); err != nil {
+		return err
+	}
+	step("Applying sample workloads: kubectl apply -k config/samples/workloads")
+	if err := kubectl("apply", "-k", filepath.Join(root, "config", "samples", "workloads")); err != nil {
+		return err
+	}
+
+	step("Waiting for the operator to annotate every workload")
+	if err := waitAnnotated(ctx, c, *timeout); err != nil {
+		return err
+	}
+
+	step("kubectl get responsibilitymodels")
+	if err := kubectl("get", "responsibilitymodels"); err != nil {
+		return err
+	}
+	step("The workloads, by status label (kubectl get ... -L responsibility.io/status)")
+	if err := kubectl("get", "-n", demoNamespace, "virtualmachines.kubevirt.io,clusters.postgresql.cnpg.io,services.serving.knative.dev",
+		"-o", `custom-columns=KIND:.kind,NAME:.metadata.name,STATUS:.metadata.labels.responsibility\.io/status,UNMET:.metadata.annotations.responsibility\.io/unmet`); err != nil {
+		return err
+	}
+	step("What lands on one workload (cluster scratch-db): its responsibility.io/ annotations")
+	if err := showAnnotations(ctx, c, workloads[3].gvk, workloads[3].name); err != nil {
+		return err
+	}
+	step("Events for unmet customer duties (kubectl get events -n demo)")
+	if err := kubectl("get", "events.events.k8s.io", "-n", demoNamespace, "--sort-by=.metadata.creationTimestamp",
+		"-o", "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.name,NOTE:.note"); err != nil {
+		return err
+	}
+
+	if !*hold {
+		return nil
+	}
+	fmt.Printf("\nThe control plane and the operator keep running. Explore with:\n\n  export KUBECONFIG=%s\n  %s get rm\n\nPress Ctrl-C to stop and tear everything down.\n", kubeconfigPath, filepath.Join(*assets, "kubectl"))
+	<-ctx.Done()
+	return nil
+}
+
+func step(msg string) { fmt.Printf("\n\033[1m==> %s\033[0m\n", msg) }
+
+func runKubectl(ctx context.Context, assets, kubeconfig string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+func startManager(ctx context.Context, binary, kubeconfig, logPath string) (*exec.Cmd, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	probe, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, binary,
+		"--kubeconfig="+kubeconfig,
+		"--leader-elect=false",
+		"--metrics-bind-address=0",
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start operator: %w", err)
+	}
+	return cmd, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitAnnotated waits until every sample workload carries the status its
+// sample file promises and every model counts its two samples.
+func waitAnnotated(ctx context.Context, c client.Client, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var pending []string
+		for _, w := range workloads {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(w.gvk)
+			err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: w.name}, u)
+			if got := u.GetLabels()[v1alpha1.LabelStatus]; err != nil || got != w.wantState {
+				pending = append(pending, fmt.Sprintf("%s %s (status %q, want %q)", w.gvk.Kind, w.name, got, w.wantState))
+			}
+		}
+		models := &v1alpha1.ResponsibilityModelList{}
+		if err := c.List(ctx, models); err != nil {
+			return err
+		}
+		for _, m := range models.Items {
+			if m.Status.MatchedObjects != 2 {
+				pending = append(pending, fmt.Sprintf("model %s status (matched %d, want 2)", m.Name, m.Status.MatchedObjects))
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s still waiting for: %s", timeout, strings.Join(pending, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func showAnnotations(ctx context.Context, c client.Client, gvk schema.GroupVersionKind, name string) error {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: name}, u); err != nil {
+		return err
+	}
+	for _, key := range v1alpha1.OwnedAnnotations {
+		v, ok := u.GetAnnotations()[key]
+		if !ok {
+			continue
+		}
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, []byte(v), "    ", "  ") == nil {
+			v = pretty.String()
+		}
+		fmt.Printf("  %s: %s\n", key, v)
+	}
+	fmt.Printf("  label %s: %s\n", v1alpha1.LabelStatus, u.GetLabels()[v1alpha1.LabelStatus])
+	return nil
+}
