@@ -271,7 +271,3 @@ type ResponsibilityModelList struct {
 	// Items are the models.
 	Items []ResponsibilityModel `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ResponsibilityModel{}, &ResponsibilityModelList{})
-}

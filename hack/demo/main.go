@@ -167,7 +167,14 @@ func run() error {
 	return nil
 }
 
-func step(msg string) { fmt.Printf("\n\033[1m==> %s\033[0m\n", msg) }
+// step prints a section heading, bold only when stdout is a terminal.
+func step(msg string) {
+	if term.IsTerminal(int(os.Stdout.Fd())) {
+		fmt.Printf("\n\033[1m==> %s\033[0m\n", msg)
+		return
+	}
+	fmt.Printf("\n==> %s\n", msg)
+}
 
 func runKubectl(ctx context.Context, assets, kubeconfig string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
@@ -207,7 +214,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

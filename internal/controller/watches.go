@@ -232,6 +232,12 @@ func equalIgnoringOwned(a, b map[string]any) bool {
 	return true
 }
 
+// Metadata fields that hold operator-owned keys beside the tenant's.
+const (
+	fieldAnnotations = "annotations"
+	fieldLabels      = "labels"
+)
+
 func equalMetadataIgnoringOwned(a, b map[string]any) bool {
 	skip := func(k string) bool { return k == "resourceVersion" || k == "managedFields" }
 	for k, av := range a {
@@ -240,11 +246,11 @@ func equalMetadataIgnoringOwned(a, b map[string]any) bool {
 		}
 		bv := b[k]
 		switch k {
-		case "annotations":
+		case fieldAnnotations:
 			if !equalStringMapIgnoring(av, bv, v1alpha1.OwnedAnnotations...) {
 				return false
 			}
-		case "labels":
+		case fieldLabels:
 			if !equalStringMapIgnoring(av, bv, v1alpha1.LabelStatus) {
 				return false
 			}
@@ -255,12 +261,12 @@ func equalMetadataIgnoringOwned(a, b map[string]any) bool {
 		}
 	}
 	for k := range b {
-		if _, ok := a[k]; !ok && !skip(k) && k != "annotations" && k != "labels" {
+		if _, ok := a[k]; !ok && !skip(k) && k != fieldAnnotations && k != fieldLabels {
 			return false
 		}
 	}
 	// annotations or labels present on one side only: compare against empty.
-	for _, k := range []string{"annotations", "labels"} {
+	for _, k := range []string{fieldAnnotations, fieldLabels} {
 		if _, ok := a[k]; !ok {
 			if !equalStringMapIgnoring(nil, b[k], append(append([]string{}, v1alpha1.OwnedAnnotations...), v1alpha1.LabelStatus)...) {
 				return false

@@ -2,15 +2,18 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -114,10 +117,14 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 			list := &unstructured.UnstructuredList{}
 			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 			if err := r.Reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
-				// A related kind that is not served (yet) reads as an empty
-				// list; the model's TargetsResolved condition says why.
-				out[gvk] = nil
-				continue
+				// A related kind that is not served (yet) has no objects:
+				// it reads as an empty list and the model's TargetsResolved
+				// condition says why. Any other error is retried.
+				if meta.IsNoMatchError(err) || errors.As(err, new(*cache.ErrResourceNotCached)) {
+					out[gvk] = nil
+					continue
+				}
+				return nil, fmt.Errorf("list related %s in %q: %w", gvk.Kind, namespace, err)
 			}
 			objs := make([]map[string]any, len(list.Items))
 			for i := range list.Items {
@@ -136,26 +143,29 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 // configuration. The object's UID is a precondition: a deleted object is
 // never recreated.
 func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstructured, res evaluate.Result) error {
-	meta := map[string]any{
+	md := map[string]any{
 		"name": obj.GetName(),
 		"uid":  string(obj.GetUID()),
 	}
 	if obj.GetNamespace() != "" {
-		meta["namespace"] = obj.GetNamespace()
+		md["namespace"] = obj.GetNamespace()
 	}
 	if len(res.Annotations) > 0 {
-		meta["annotations"] = toAny(res.Annotations)
+		md["annotations"] = toAny(res.Annotations)
 	}
 	if len(res.Labels) > 0 {
-		meta["labels"] = toAny(res.Labels)
+		md["labels"] = toAny(res.Labels)
 	}
 	patch := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": obj.GetAPIVersion(),
 		"kind":       obj.GetKind(),
-		"metadata":   meta,
+		"metadata":   md,
 	}}
-	return r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership)
+	if err := r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
+		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply metadata: %w", err)
+	}
+	return nil
 }
 
 func toAny(m map[string]string) map[string]any {

@@ -56,7 +56,10 @@ func baseEnv() (*environment.EnvSet, error) {
 			environment.StrictCostOpt,
 		)
 	})
-	return baseEnvSet, baseEnvErr
+	if baseEnvErr != nil {
+		return nil, fmt.Errorf("build the CEL environment: %w", baseEnvErr)
+	}
+	return baseEnvSet, nil
 }
 
 // ruleEnv extends the base environment with `related`, an object whose fields
@@ -107,7 +110,7 @@ type program struct {
 func compileProgram(env *cel.Env, expr string, kind resultKind) (*program, error) {
 	ast, issues := env.Compile(expr)
 	if issues.Err() != nil {
-		return nil, fmt.Errorf("compile: %s", issues.Err())
+		return nil, fmt.Errorf("compile: %w", issues.Err())
 	}
 	want := cel.BoolType
 	if kind == stringResult {
@@ -158,7 +161,7 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func (p *program) eval(act *activation) (ref.Val, error) {
 	val, _, err := p.prg.Eval(act)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("evaluate: %w", err)
 	}
 	return val, nil
 }
