@@ -29,6 +29,12 @@ const (
 	// cleanupRetry re-checks a deleting model whose annotations are still
 	// being removed.
 	cleanupRetry = 2 * time.Second
+	// crdSettleRetry re-checks an unresolved model soon after a CRD changed:
+	// a new CRD is served by discovery a moment after its create (and even
+	// its Established) event, and no further event says when.
+	crdSettleRetry = time.Second
+	// crdSettleWindow is how long after a CRD change crdSettleRetry applies.
+	crdSettleWindow = 30 * time.Second
 )
 
 // +kubebuilder:rbac:groups=responsibility.io,resources=responsibilitymodels,verbs=get;list;watch;update;patch
@@ -56,6 +62,8 @@ type ModelReconciler struct {
 	compiled map[string]compiledModel
 	// crdEpoch counts CRD changes; a resolution older than the epoch is redone.
 	crdEpoch uint64
+	// crdChanged is when a CRD last changed.
+	crdChanged time.Time
 }
 
 type compiledModel struct {
@@ -71,6 +79,7 @@ type compiledModel struct {
 func (r *ModelReconciler) CRDChanged() {
 	r.mu.Lock()
 	r.crdEpoch++
+	r.crdChanged = time.Now()
 	r.mu.Unlock()
 }
 
@@ -116,9 +125,20 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, err
 	}
 	if !cm.res.ok() {
-		return reconcile.Result{RequeueAfter: unresolvedRetry}, nil
+		return reconcile.Result{RequeueAfter: r.unresolvedRetry()}, nil
 	}
 	return reconcile.Result{}, nil
+}
+
+// unresolvedRetry is when to re-resolve a model whose kinds are missing:
+// soon while a CRD change is settling, rarely otherwise.
+func (r *ModelReconciler) unresolvedRetry() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.crdChanged) < crdSettleWindow {
+		return crdSettleRetry
+	}
+	return unresolvedRetry
 }
 
 // compile compiles and resolves a model, once per generation and CRD epoch.
