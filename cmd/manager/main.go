@@ -15,8 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
+	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
 
 func main() {
@@ -29,7 +31,10 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, excluded string
+		webhookHost, webhookCertDir      string
 		leaderElect, secureMetrics       bool
+		enableWebhook                    bool
+		webhookPort                      int
 		concurrency                      int
 		qps                              float64
 		burst                            int
@@ -42,6 +47,10 @@ func run() error {
 	flag.IntVar(&concurrency, "workload-concurrency", 16, "Objects evaluated and written at once.")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side limit of API requests per second.")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst of API requests.")
+	flag.BoolVar(&enableWebhook, "enable-webhook", true, "Serve the validating admission webhook that compiles every model's rules.")
+	flag.StringVar(&webhookHost, "webhook-host", "", "Address the webhook server listens on (empty: all).")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: <tmp>/k8s-webhook-server/serving-certs).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -58,10 +67,11 @@ func run() error {
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 
+	tls12 := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
 	metricsOpts := metricsserver.Options{
 		BindAddress:   metricsAddr,
 		SecureServing: secureMetrics,
-		TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		TLSOpts:       tls12,
 	}
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
@@ -74,6 +84,12 @@ func run() error {
 		LeaderElectionID:              "responsibility-operator.responsibility.io",
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controller.CacheOptions(),
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    webhookHost,
+			Port:    webhookPort,
+			CertDir: webhookCertDir,
+			TLSOpts: tls12,
+		}),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -84,13 +100,23 @@ func run() error {
 	}); err != nil {
 		return err
 	}
+	if enableWebhook {
+		if err := webhook.Setup(mgr); err != nil {
+			return fmt.Errorf("set up webhook: %w", err)
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add readiness check: %w", err)
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "excludedNamespaces", excluded, "workloadConcurrency", concurrency)
+	if enableWebhook {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return fmt.Errorf("add webhook readiness check: %w", err)
+		}
+	}
+	ctrl.Log.WithName("setup").Info("starting manager", "excludedNamespaces", excluded, "workloadConcurrency", concurrency, "webhook", enableWebhook)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}

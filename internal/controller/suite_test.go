@@ -25,8 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
 
 // The suite starts one real kube-apiserver and etcd (built from source by
@@ -67,6 +69,9 @@ func runSuite(m *testing.M) int {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		},
 	}
 	if restConfig, err = testEnv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "start control plane:", err)
@@ -96,12 +101,20 @@ func startManager(t *testing.T) (stop func()) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    testEnv.WebhookInstallOptions.LocalServingHost,
+			Port:    testEnv.WebhookInstallOptions.LocalServingPort,
+			CertDir: testEnv.WebhookInstallOptions.LocalServingCertDir,
+		}),
 	})
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
 	}
 	if err := Setup(mgr, Options{ExcludedNamespaces: []string{"kube-system"}}); err != nil {
 		t.Fatalf("set up controllers: %v", err)
+	}
+	if err := webhook.Setup(mgr); err != nil {
+		t.Fatalf("set up webhook: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -213,7 +226,7 @@ func deleteModel(t *testing.T, name string) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("model %s still exists (finalizers %v): %v", name, rm.Finalizers, err)
+		return fmt.Errorf("model %s still exists (finalizers %v): %w", name, rm.Finalizers, err)
 	})
 }
 

@@ -179,12 +179,12 @@ func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
 	}
 	duty.rule, err = compileProgram(env, d.Rule, boolResult)
 	if err != nil {
-		errs = append(errs, FieldError{Path: path + ".rule", Message: err.Error()})
+		errs = append(errs, FieldError{Path: path + ".rule", Message: fmt.Sprintf("duty %s: %v", d.Name, err)})
 	}
 	if d.MessageExpression != "" {
 		duty.messageExpr, err = compileProgram(env, d.MessageExpression, stringResult)
 		if err != nil {
-			errs = append(errs, FieldError{Path: path + ".messageExpression", Message: err.Error()})
+			errs = append(errs, FieldError{Path: path + ".messageExpression", Message: fmt.Sprintf("duty %s: %v", d.Name, err)})
 		}
 	}
 	if len(errs) > 0 {
@@ -208,7 +208,11 @@ func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
 	if ls == nil {
 		return labels.Everything(), nil
 	}
-	return metav1.LabelSelectorAsSelector(ls)
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return nil, fmt.Errorf("label selector: %w", err)
+	}
+	return sel, nil
 }
 
 // TargetKinds returns the distinct kinds this model targets.
@@ -251,4 +255,23 @@ func (m *Model) Matches(gvk schema.GroupVersionKind, objectLabels, namespaceLabe
 // SortModels orders models by name: the order of every multi-model annotation.
 func SortModels(models []*Model) {
 	sort.Slice(models, func(i, j int) bool { return models[i].Name < models[j].Name })
+}
+
+// FieldErrors returns the FieldErrors inside an error returned by Compile.
+func FieldErrors(err error) []FieldError {
+	var out []FieldError
+	var walk func(error)
+	walk = func(e error) {
+		if fe, ok := e.(FieldError); ok { //nolint:errorlint // walks the tree of errors.Join itself
+			out = append(out, fe)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range j.Unwrap() {
+				walk(inner)
+			}
+		}
+	}
+	walk(err)
+	return out
 }
