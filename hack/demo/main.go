@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -83,6 +84,9 @@ func run() error {
 		BinaryAssetsDirectory: *assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
 		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		},
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -117,7 +121,7 @@ func run() error {
 	kubectl := func(args ...string) error { return runKubectl(ctx, *assets, kubeconfigPath, args...) }
 
 	step("Starting the operator (logs: " + filepath.Join(*workDir, "manager.log") + ")")
-	mgr, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"))
+	mgr, probe, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"), &env.WebhookInstallOptions)
 	if err != nil {
 		return err
 	}
@@ -125,6 +129,9 @@ func run() error {
 		_ = mgr.Process.Signal(syscall.SIGTERM)
 		_ = mgr.Wait()
 	}()
+	if err := waitReady(ctx, probe, 30*time.Second); err != nil {
+		return fmt.Errorf("%w (see %s)", err, filepath.Join(*workDir, "manager.log"))
+	}
 
 	step("Applying the catalog models: kubectl apply -k config/catalog")
 	if err := kubectl("apply", "-k", filepath.Join(root, "config", "catalog")); err != nil {
@@ -159,6 +166,11 @@ func run() error {
 		return err
 	}
 
+	step("The webhook refuses a model whose rule does not compile")
+	if err := kubectlStdin(ctx, *assets, kubeconfigPath, brokenModel, "apply", "-f", "-"); err == nil {
+		return errors.New("the webhook admitted a model with a broken rule")
+	}
+
 	if !*hold {
 		return nil
 	}
@@ -186,27 +198,92 @@ func runKubectl(ctx context.Context, assets, kubeconfig string, args ...string) 
 	return nil
 }
 
-func startManager(ctx context.Context, binary, kubeconfig, logPath string) (*exec.Cmd, error) {
+// brokenModel has a rule with a syntax error, for the webhook to refuse.
+const brokenModel = `apiVersion: responsibility.io/v1alpha1
+kind: ResponsibilityModel
+metadata:
+  name: broken-example
+spec:
+  service: Example
+  provider: Example
+  targets:
+  - apiVersion: postgresql.cnpg.io/v1
+    kind: Cluster
+  areas:
+  - name: Connection Security
+    provider: TLS certificates
+    customer: TLS in clients
+    duties:
+    - name: tls-enforced
+      rule: object.spec.postgresql.parameters.ssl_min_protocol_version >= 
+      message: Enforce TLS
+`
+
+func kubectlStdin(ctx context.Context, assets, kubeconfig, stdin string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// startManager runs the operator binary against the demo control plane,
+// serving its webhook where envtest registered it. It returns the port of
+// the health probes.
+func startManager(ctx context.Context, binary, kubeconfig, logPath string, webhook *envtest.WebhookInstallOptions) (*exec.Cmd, int, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	probe, err := freePort()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cmd := exec.CommandContext(ctx, binary,
 		"--kubeconfig="+kubeconfig,
 		"--leader-elect=false",
 		"--metrics-bind-address=0",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+		"--webhook-host="+webhook.LocalServingHost,
+		fmt.Sprintf("--webhook-port=%d", webhook.LocalServingPort),
+		"--webhook-cert-dir="+webhook.LocalServingCertDir,
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start operator: %w", err)
+		return nil, 0, fmt.Errorf("start operator: %w", err)
 	}
-	return cmd, nil
+	return cmd, probe, nil
+}
+
+// waitReady waits for the operator's readiness probe (which includes its
+// webhook server), so that the first kubectl apply is admitted.
+func waitReady(ctx context.Context, port int, timeout time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
+	deadline := time.Now().Add(timeout)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the operator was not ready after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func freePort() (int, error) {
