@@ -20,8 +20,6 @@ const (
 	ReasonTargetNotInstalled = "TargetNotInstalled"
 	// ReasonForbidden: the operator lacks a permission on a target kind.
 	ReasonForbidden = "Forbidden"
-	// ReasonDiscoveryFailed: the API server's discovery could not be read.
-	ReasonDiscoveryFailed = "DiscoveryFailed"
 	// ReasonRulesCompiled: every rule compiled.
 	ReasonRulesCompiled = "Compiled"
 	// ReasonRuleInvalid: at least one rule does not compile.

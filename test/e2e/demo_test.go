@@ -1,0 +1,70 @@
+// Package e2e runs the operator's binaries end to end on a local control
+// plane: what `make demo` shows is what this test asserts.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo builds the manager binary and runs the demo program against it,
+// so that a broken `make demo` fails `make test`.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the operator binary")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin", "k8s")
+	}
+	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+		t.Fatalf("no kube-apiserver in %s: run `make controlplane` (or `make test`, which does)", assets)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	dir := t.TempDir()
+	manager := filepath.Join(dir, "manager")
+	build := exec.CommandContext(ctx, "go", "build", "-o", manager, "./cmd/manager")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build manager: %v\n%s", err, out)
+	}
+
+	demo := exec.CommandContext(ctx, "go", "run", "./hack/demo", "-hold=false",
+		"-manager="+manager, "-assets="+assets, "-dir="+dir)
+	demo.Dir = root
+	var out bytes.Buffer
+	demo.Stdout, demo.Stderr = &out, &out
+	if err := demo.Run(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "manager.log"))
+		t.Fatalf("demo: %v\n%s\nmanager log:\n%s", err, out.String(), log)
+	}
+	got := out.String()
+	for _, want := range []string{
+		// every sample workload with the state its sample promises
+		"legacy-vm       unmet", "web-vm          met", "scratch-db      unmet", "orders-db       met",
+		"hello           unmet", "shop-frontend   met",
+		// what lands on a workload, and the events
+		"responsibility.io/matrix:", `"state": "Unmet"`, "CustomerDutyUnmet",
+		// the webhook refusing a broken rule with its position
+		`"broken-example" is invalid: spec.areas[0].duties[0].rule`, "<input>:1:",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("demo output:\n%s", got)
+	}
+}
