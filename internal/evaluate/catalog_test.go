@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,14 +17,90 @@ import (
 // TestCatalogOnSamples compiles every model of config/catalog and evaluates
 // it on the sample workloads: every duty must be Met on a *-good.yaml sample
 // and Unmet on a *-bad.yaml one. This is the catalog's contract with the
-// real field paths of the projects whose kinds it targets.
+// real field paths of the projects whose kinds it targets. Related objects
+// and namespaces come from the same sample files, by namespace, as the
+// operator would read them from its cache.
 func TestCatalogOnSamples(t *testing.T) {
-	var models []*Model
-	catalog, err := filepath.Glob(filepath.Join("..", "..", "config", "catalog", "*.yaml"))
+	models := catalogModels(t)
+	samples := sampleObjects(t)
+
+	namespaces := map[string]map[string]any{}
+	related := map[string]map[schema.GroupVersionKind][]map[string]any{} // namespace → kind → objects
+	relatedKinds := map[schema.GroupVersionKind]bool{}
+	for _, m := range models {
+		for _, gvk := range m.RelatedKinds() {
+			relatedKinds[gvk] = true
+		}
+	}
+	for _, s := range samples {
+		u := s.obj
+		if u.GetKind() == "Namespace" {
+			namespaces[u.GetName()] = u.Object
+			continue
+		}
+		if related[u.GetNamespace()] == nil {
+			related[u.GetNamespace()] = map[schema.GroupVersionKind][]map[string]any{}
+		}
+		related[u.GetNamespace()][u.GroupVersionKind()] = append(related[u.GetNamespace()][u.GroupVersionKind()], u.Object)
+	}
+
+	checked, workloads := 0, 0
+	for _, s := range samples {
+		u := s.obj
+		good, bad := strings.HasSuffix(s.file, "-good.yaml"), strings.HasSuffix(s.file, "-bad.yaml")
+		if !good && !bad {
+			continue
+		}
+		ns := namespaces[u.GetNamespace()]
+		if u.GetNamespace() != "" && ns == nil {
+			t.Errorf("%s: %s %s is in namespace %q, which no sample creates", s.file, u.GetKind(), u.GetName(), u.GetNamespace())
+			continue
+		}
+		matched := Match(models, u.GroupVersionKind(), u.GetLabels(), ns, u.GetNamespace() != "")
+		if len(matched) == 0 {
+			if !relatedKinds[u.GroupVersionKind()] {
+				t.Errorf("%s: no catalog model matches %s %s, and no duty reads its kind", s.file, u.GetKind(), u.GetName())
+			}
+			continue // e.g. a ScheduledBackup: related, not a target
+		}
+		workloads++
+		want := v1alpha1.DutyMet
+		if bad {
+			want = v1alpha1.DutyUnmet
+		}
+		res := Evaluate(matched, Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: ns, Related: relatedInNamespace(related, u.GetNamespace())})
+		for _, d := range res.Duties {
+			checked++
+			if d.State != want {
+				t.Errorf("%s: %s/%s is %s (%s), want %s", s.file, d.Model, d.Duty.Name, d.State, d.Message, want)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no duty was checked on any sample")
+	}
+	t.Logf("%d duty evaluations on %d sample workloads", checked, workloads)
+}
+
+// relatedInNamespace returns what the operator lists for a workload: the
+// related kinds' objects of the workload's namespace.
+func relatedInNamespace(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, namespace string) map[schema.GroupVersionKind][]map[string]any {
+	return byNamespace[namespace]
+}
+
+type sample struct {
+	file string
+	obj  *unstructured.Unstructured
+}
+
+func catalogModels(t testing.TB) []*Model {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "config", "catalog", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range catalog {
+	var models []*Model
+	for _, path := range files {
 		if filepath.Base(path) == "kustomization.yaml" {
 			continue
 		}
@@ -34,53 +111,41 @@ func TestCatalogOnSamples(t *testing.T) {
 	if len(models) == 0 {
 		t.Fatal("no model in config/catalog")
 	}
+	return models
+}
 
-	samples, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "workloads", "*.yaml"))
+// sampleObjects reads every object of config/samples/workloads (files may
+// hold several documents).
+func sampleObjects(t testing.TB) []sample {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "workloads", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	related := map[schema.GroupVersionKind][]map[string]any{}
-	var workloads []*unstructured.Unstructured
-	for _, path := range samples {
-		base := filepath.Base(path)
-		if base == "kustomization.yaml" || base == "namespace.yaml" {
+	var out []sample
+	for _, path := range files {
+		if filepath.Base(path) == "kustomization.yaml" {
 			continue
 		}
-		u := &unstructured.Unstructured{}
-		readYAML(t, path, &u.Object)
-		related[u.GroupVersionKind()] = append(related[u.GroupVersionKind()], u.Object)
-		if strings.HasSuffix(base, "-good.yaml") || strings.HasSuffix(base, "-bad.yaml") {
-			u.SetAnnotations(map[string]string{"sample": base})
-			workloads = append(workloads, u)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-
-	checked := 0
-	for _, u := range workloads {
-		base := u.GetAnnotations()["sample"]
-		matched := Match(models, u.GroupVersionKind(), u.GetLabels(), namespace(nil), true)
-		if len(matched) == 0 {
-			continue // e.g. a ScheduledBackup: related, not a target
-		}
-		want := v1alpha1.DutyMet
-		if strings.HasSuffix(base, "-bad.yaml") {
-			want = v1alpha1.DutyUnmet
-		}
-		res := Evaluate(matched, Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: namespace(nil), Related: related})
-		for _, d := range res.Duties {
-			checked++
-			if d.State != want {
-				t.Errorf("%s: %s/%s is %s (%s), want %s", base, d.Model, d.Duty.Name, d.State, d.Message, want)
+		for _, doc := range bytes.Split(raw, []byte("\n---")) {
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+				t.Fatalf("%s: %v", path, err)
 			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			out = append(out, sample{file: filepath.Base(path), obj: u})
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no duty was checked on any sample")
-	}
-	t.Logf("%d duty evaluations on %d samples", checked, len(workloads))
+	return out
 }
 
-func readYAML(t *testing.T, path string, into any) {
+func readYAML(t testing.TB, path string, into any) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
