@@ -194,6 +194,14 @@ type RelatedResource struct {
 	// Selector restricts the list to objects with matching labels.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// Namespace to read the objects from, for objects that live in one
+	// well-known namespace, such as Velero Schedules in "velero". Empty: the
+	// workload's own namespace. The kind must be namespaced.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // ResponsibilityModelStatus is what the controller observed of a model.

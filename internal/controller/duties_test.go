@@ -321,3 +321,44 @@ func TestRulesValidWithoutWebhook(t *testing.T) {
 		return nil
 	})
 }
+
+// A duty may read related objects from one fixed namespace (Velero keeps its
+// Schedules in "velero"); a change there re-evaluates the targets in every
+// namespace.
+func TestRelatedObjectsFromAFixedNamespace(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	velero := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "velero"}}
+	if err := k8s.Create(ctx, velero); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, map[string]string{"test": "fixedns"})
+	rm := dbModel("fixedns-db", "fixedns")
+	rm.Spec.Areas[1].Duties[0] = v1alpha1.Duty{
+		Name:    "backup-scheduled",
+		Message: "Include the namespace in a Velero Schedule",
+		Related: []v1alpha1.RelatedResource{{Name: "schedules", APIVersion: "velero.io/v1", Kind: "Schedule", Namespace: "velero"}},
+		Rule: `related.schedules.exists(s, !s.spec.?paused.orValue(false) &&
+			s.spec.template.?includedNamespaces.orValue([]).exists(n, n == object.metadata.namespace || n == "*"))`,
+	}
+	applyModel(t, rm)
+	db := createObject(t, cnpg, "Cluster", ns, "orders", nil, tlsSpec())
+	waitDutyState(t, db, "fixedns-db", "backup-scheduled", v1alpha1.DutyUnmet)
+
+	// A Schedule in the workload's own namespace is not read.
+	createObject(t, "velero.io/v1", "Schedule", ns, "local", nil, map[string]any{
+		"schedule": "0 3 * * *", "template": map[string]any{"includedNamespaces": []any{ns}},
+	})
+	consistently(t, time.Second, func() error {
+		if s := dutyState(t, db, "fixedns-db", "backup-scheduled"); s != v1alpha1.DutyUnmet {
+			return fmt.Errorf("a Schedule outside the velero namespace made the duty %s", s)
+		}
+		return nil
+	})
+
+	sched := createObject(t, "velero.io/v1", "Schedule", "velero", "nightly-"+ns, nil, map[string]any{
+		"schedule": "0 3 * * *", "template": map[string]any{"includedNamespaces": []any{ns}},
+	})
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), sched) })
+	waitDutyState(t, db, "fixedns-db", "backup-scheduled", v1alpha1.DutyMet)
+}

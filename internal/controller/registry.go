@@ -31,7 +31,15 @@ type Registry struct {
 	mu        sync.RWMutex
 	models    map[string]*evaluate.Model
 	byTarget  map[schema.GroupVersionKind][]*evaluate.Model
-	byRelated map[schema.GroupVersionKind][]schema.GroupVersionKind
+	byRelated map[schema.GroupVersionKind][]Dependent
+}
+
+// Dependent is a target kind whose models read a related kind: from the
+// target object's own namespace (Namespace ""), or from one fixed namespace,
+// in which case a change there concerns the targets in every namespace.
+type Dependent struct {
+	Target    schema.GroupVersionKind
+	Namespace string
 }
 
 // NewRegistry returns an empty registry.
@@ -70,7 +78,7 @@ func (r *Registry) Get(name string) *evaluate.Model {
 
 func (r *Registry) reindexLocked() {
 	r.byTarget = map[schema.GroupVersionKind][]*evaluate.Model{}
-	related := map[schema.GroupVersionKind]map[schema.GroupVersionKind]bool{}
+	related := map[schema.GroupVersionKind]map[Dependent]bool{}
 	names := make([]string, 0, len(r.models))
 	for n := range r.models {
 		names = append(names, n)
@@ -80,17 +88,17 @@ func (r *Registry) reindexLocked() {
 		m := r.models[n]
 		for _, gvk := range m.TargetKinds() {
 			r.byTarget[gvk] = append(r.byTarget[gvk], m)
-			for _, rel := range m.RelatedKinds() {
-				if related[rel] == nil {
-					related[rel] = map[schema.GroupVersionKind]bool{}
+			for _, src := range m.RelatedSources() {
+				if related[src.GVK] == nil {
+					related[src.GVK] = map[Dependent]bool{}
 				}
-				related[rel][gvk] = true
+				related[src.GVK][Dependent{Target: gvk, Namespace: src.Namespace}] = true
 			}
 		}
 	}
-	r.byRelated = make(map[schema.GroupVersionKind][]schema.GroupVersionKind, len(related))
-	for rel, targets := range related {
-		r.byRelated[rel] = sortedKinds(targets)
+	r.byRelated = make(map[schema.GroupVersionKind][]Dependent, len(related))
+	for rel, deps := range related {
+		r.byRelated[rel] = sortedDependents(deps)
 	}
 }
 
@@ -109,8 +117,9 @@ func (r *Registry) IsTarget(gvk schema.GroupVersionKind) bool {
 	return len(r.byTarget[gvk]) > 0
 }
 
-// DependentTargets returns the target kinds whose models read a related kind.
-func (r *Registry) DependentTargets(related schema.GroupVersionKind) []schema.GroupVersionKind {
+// DependentTargets returns the target kinds whose models read a related kind,
+// with the namespace they read it from.
+func (r *Registry) DependentTargets(related schema.GroupVersionKind) []Dependent {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.byRelated[related]
@@ -130,11 +139,16 @@ func (r *Registry) Kinds() map[schema.GroupVersionKind]bool {
 	return out
 }
 
-func sortedKinds(set map[schema.GroupVersionKind]bool) []schema.GroupVersionKind {
-	out := make([]schema.GroupVersionKind, 0, len(set))
+func sortedDependents(set map[Dependent]bool) []Dependent {
+	out := make([]Dependent, 0, len(set))
 	for k := range set {
 		out = append(out, k)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	sort.Slice(out, func(i, j int) bool {
+		if a, b := out[i].Target.String(), out[j].Target.String(); a != b {
+			return a < b
+		}
+		return out[i].Namespace < out[j].Namespace
+	})
 	return out
 }

@@ -174,10 +174,15 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 		if o.GetNamespace() == "" {
 			return
 		}
-		for _, target := range w.registry.DependentTargets(gvk) {
+		for _, dep := range w.registry.DependentTargets(gvk) {
 			// The cache is in memory; an error means the kind just stopped
 			// being watched, and then there is nothing to re-evaluate.
-			_ = w.EnqueueKind(context.Background(), target, o.GetNamespace())
+			switch dep.Namespace {
+			case "":
+				_ = w.EnqueueKind(context.Background(), dep.Target, o.GetNamespace())
+			case o.GetNamespace():
+				_ = w.EnqueueKind(context.Background(), dep.Target, "")
+			}
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{

@@ -103,34 +103,44 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 }
 
 // relatedObjects lists, from the cache, the related objects the matching
-// models read, in the object's namespace.
-func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[schema.GroupVersionKind][]map[string]any, error) {
-	var out map[schema.GroupVersionKind][]map[string]any
+// models read: in the object's namespace, or in the namespace a related
+// declaration names.
+func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, error) {
+	var out map[evaluate.RelatedSource][]map[string]any
 	for _, m := range matched {
-		for _, gvk := range m.RelatedKinds() {
-			if _, done := out[gvk]; done {
+		for _, src := range m.RelatedSources() {
+			if _, done := out[src]; done {
 				continue
 			}
 			if out == nil {
-				out = map[schema.GroupVersionKind][]map[string]any{}
+				out = map[evaluate.RelatedSource][]map[string]any{}
+			}
+			gvk, ns := src.GVK, src.Namespace
+			if ns == "" {
+				ns = namespace
+			}
+			if ns == "" {
+				// A cluster-scoped workload has no namespace of its own to read.
+				out[src] = nil
+				continue
 			}
 			list := &unstructured.UnstructuredList{}
 			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := r.Reader.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			if err := r.Reader.List(ctx, list, client.InNamespace(ns)); err != nil {
 				// A related kind that is not served (yet) has no objects:
 				// it reads as an empty list and the model's TargetsResolved
 				// condition says why. Any other error is retried.
 				if meta.IsNoMatchError(err) || errors.As(err, new(*cache.ErrResourceNotCached)) {
-					out[gvk] = nil
+					out[src] = nil
 					continue
 				}
-				return nil, fmt.Errorf("list related %s in %q: %w", gvk.Kind, namespace, err)
+				return nil, fmt.Errorf("list related %s in %q: %w", gvk.Kind, ns, err)
 			}
 			objs := make([]map[string]any, len(list.Items))
 			for i := range list.Items {
 				objs[i] = list.Items[i].Object
 			}
-			out[gvk] = objs
+			out[src] = objs
 		}
 	}
 	return out, nil

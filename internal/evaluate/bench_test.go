@@ -44,7 +44,7 @@ func benchInput(b *testing.B) Input {
 		"instances": int64(3), "readyInstances": int64(3), "phase": "Cluster in healthy state",
 		"currentPrimary": "orders-db-1", "targetPrimary": "orders-db-1",
 		"instanceNames": []any{"orders-db-1", "orders-db-2", "orders-db-3"},
-		"conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready"}},
+		"conditions":    []any{map[string]any{"type": "Ready", "status": "True", "reason": "ClusterIsReady", "message": "Cluster is Ready"}},
 	}
 	var schedules []map[string]any
 	for _, name := range []string{"billing-db", "users-db", "orders-db"} {
@@ -58,7 +58,7 @@ func benchInput(b *testing.B) Input {
 		GVK:       schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"},
 		Object:    obj,
 		Namespace: namespace(map[string]any{"tenant": "shop"}),
-		Related:   map[schema.GroupVersionKind][]map[string]any{{Group: "postgresql.cnpg.io", Version: "v1", Kind: "ScheduledBackup"}: schedules},
+		Related:   map[RelatedSource][]map[string]any{{GVK: schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "ScheduledBackup"}}: schedules},
 	}
 }
 

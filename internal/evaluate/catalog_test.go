@@ -68,7 +68,7 @@ func TestCatalogOnSamples(t *testing.T) {
 		if bad {
 			want = v1alpha1.DutyUnmet
 		}
-		res := Evaluate(matched, Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: ns, Related: relatedInNamespace(related, u.GetNamespace())})
+		res := Evaluate(matched, Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: ns, Related: relatedFrom(related, matched, u.GetNamespace())})
 		for _, d := range res.Duties {
 			checked++
 			if d.State != want {
@@ -82,10 +82,21 @@ func TestCatalogOnSamples(t *testing.T) {
 	t.Logf("%d duty evaluations on %d sample workloads", checked, workloads)
 }
 
-// relatedInNamespace returns what the operator lists for a workload: the
-// related kinds' objects of the workload's namespace.
-func relatedInNamespace(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, namespace string) map[schema.GroupVersionKind][]map[string]any {
-	return byNamespace[namespace]
+// relatedFrom returns what the operator lists for a workload: for each
+// related source of the matching models, the objects of that kind in the
+// workload's namespace or in the source's fixed namespace.
+func relatedFrom(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, matched []*Model, namespace string) map[RelatedSource][]map[string]any {
+	out := map[RelatedSource][]map[string]any{}
+	for _, m := range matched {
+		for _, src := range m.RelatedSources() {
+			ns := src.Namespace
+			if ns == "" {
+				ns = namespace
+			}
+			out[src] = byNamespace[ns][src.GVK]
+		}
+	}
+	return out
 }
 
 type sample struct {

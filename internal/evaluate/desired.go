@@ -21,9 +21,10 @@ type Input struct {
 	// Namespace is the content of the object's Namespace; nil for a
 	// cluster-scoped object.
 	Namespace map[string]any
-	// Related holds, per kind, the objects in the object's namespace that the
-	// matching models declared as related.
-	Related map[schema.GroupVersionKind][]map[string]any
+	// Related holds, per source (see Model.RelatedSources), the objects the
+	// matching models declared as related: of the object's namespace for a
+	// source without a namespace, of the named namespace otherwise.
+	Related map[RelatedSource][]map[string]any
 }
 
 // DutyResult is the state of one duty of one model on one object.
@@ -191,10 +192,10 @@ func unmetMessage(d *Duty, act *activation) string {
 
 // relatedFor selects, for each related list of a duty, the objects of its
 // kind that match its selector.
-func relatedFor(d *Duty, all map[schema.GroupVersionKind][]map[string]any) map[string]any {
+func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) map[string]any {
 	out := make(map[string]any, len(d.Related))
 	for _, r := range d.Related {
-		objs := all[r.GVK]
+		objs := all[r.Source()]
 		list := make([]any, 0, len(objs))
 		for _, o := range objs {
 			if r.Selector.Empty() || r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {

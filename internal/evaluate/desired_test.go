@@ -63,7 +63,7 @@ func TestDutyStates(t *testing.T) {
 				GVK:       clusterGVK,
 				Object:    cluster("db", nil, tt.spec, tt.annotations),
 				Namespace: namespace(tt.nsLabels),
-				Related:   map[schema.GroupVersionKind][]map[string]any{backupGVK: tt.related},
+				Related:   map[RelatedSource][]map[string]any{{GVK: backupGVK}: tt.related},
 			})
 			if len(res.Duties) != 1 {
 				t.Fatalf("got %d duty results, want 1", len(res.Duties))
@@ -140,7 +140,7 @@ func TestDesiredAnnotations(t *testing.T) {
 	t.Run("all met: empty unmet and status met", func(t *testing.T) {
 		met := cluster("db", nil, map[string]any{"postgresql": map[string]any{"parameters": map[string]any{"ssl_min_protocol_version": "TLSv1.3"}}}, nil)
 		res := Evaluate([]*Model{db}, Input{GVK: clusterGVK, Object: met, Namespace: namespace(nil),
-			Related: map[schema.GroupVersionKind][]map[string]any{backupGVK: {schedule("db")}}})
+			Related: map[RelatedSource][]map[string]any{{GVK: backupGVK}: {schedule("db")}}})
 		if got, ok := res.Annotations[v1alpha1.AnnotationUnmet]; !ok || got != "" {
 			t.Errorf("unmet = %q (present %v), want present and empty", got, ok)
 		}
@@ -301,5 +301,36 @@ func TestAnnotationsAreNotHTMLEscaped(t *testing.T) {
 	want := `{"m":{"Users & Roles":{"provider":"<admin>","customer":"a & b"}}}`
 	if got := res.Annotations[v1alpha1.AnnotationMatrix]; got != want {
 		t.Errorf("matrix = %s, want %s", got, want)
+	}
+}
+
+func TestRelatedFromAFixedNamespace(t *testing.T) {
+	veleroGVK := schema.GroupVersionKind{Group: "velero.io", Version: "v1", Kind: "Schedule"}
+	m := mustCompile(t, model("m", func(rm *v1alpha1.ResponsibilityModel) {
+		rm.Spec.Areas = []v1alpha1.Area{{Name: "A", Provider: "p", Customer: "c", Duties: []v1alpha1.Duty{{
+			Name: "d", Rule: `related.schedules.exists(s, s.spec.template.includedNamespaces.exists(n, n == object.metadata.namespace))`,
+			Related: []v1alpha1.RelatedResource{{Name: "schedules", APIVersion: "velero.io/v1", Kind: "Schedule", Namespace: "velero"}},
+		}}}}
+	}))
+	if got, want := m.RelatedSources(), []RelatedSource{{GVK: veleroGVK, Namespace: "velero"}}; len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("RelatedSources = %v, want %v", got, want)
+	}
+	obj := cluster("db", nil, nil, nil)
+	sched := map[string]any{"spec": map[string]any{"template": map[string]any{"includedNamespaces": []any{obj["metadata"].(map[string]any)["namespace"]}}}}
+	tests := []struct {
+		name    string
+		related map[RelatedSource][]map[string]any
+		want    v1alpha1.DutyState
+	}{
+		{"read from the fixed namespace", map[RelatedSource][]map[string]any{{GVK: veleroGVK, Namespace: "velero"}: {sched}}, v1alpha1.DutyMet},
+		{"the workload's own namespace is not read", map[RelatedSource][]map[string]any{{GVK: veleroGVK}: {sched}}, v1alpha1.DutyUnmet},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Evaluate([]*Model{m}, Input{GVK: clusterGVK, Object: obj, Namespace: namespace(nil), Related: tt.related})
+			if res.Duties[0].State != tt.want {
+				t.Errorf("state = %s (%s), want %s", res.Duties[0].State, res.Duties[0].Message, tt.want)
+			}
+		})
 	}
 }

@@ -29,6 +29,15 @@ type Model struct {
 	matrixJSON string
 	// relatedKinds are the distinct related kinds of all duties.
 	relatedKinds []schema.GroupVersionKind
+	// relatedSources are the distinct kind and namespace pairs the duties read.
+	relatedSources []RelatedSource
+}
+
+// RelatedSource is where a duty's related objects come from: a kind, in the
+// workload's own namespace (Namespace "") or in one fixed namespace.
+type RelatedSource struct {
+	GVK       schema.GroupVersionKind
+	Namespace string
 }
 
 // Target selects objects of one kind.
@@ -56,7 +65,12 @@ type Related struct {
 	Name     string
 	GVK      schema.GroupVersionKind
 	Selector labels.Selector
+	// Namespace is the fixed namespace to read from; "" is the workload's.
+	Namespace string
 }
+
+// Source is where the list's objects come from.
+func (r Related) Source() RelatedSource { return RelatedSource{GVK: r.GVK, Namespace: r.Namespace} }
 
 type matrixEntry struct {
 	Provider string `json:"provider"`
@@ -112,6 +126,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 	matrix := make(map[string]matrixEntry, len(rm.Spec.Areas))
 	dutyNames := map[string]string{}
 	relatedSeen := map[schema.GroupVersionKind]bool{}
+	sourceSeen := map[RelatedSource]bool{}
 	for i, area := range rm.Spec.Areas {
 		areaPath := fmt.Sprintf("spec.areas[%d]", i)
 		if _, dup := matrix[area.Name]; dup {
@@ -133,6 +148,10 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 				if !relatedSeen[r.GVK] {
 					relatedSeen[r.GVK] = true
 					m.relatedKinds = append(m.relatedKinds, r.GVK)
+				}
+				if src := r.Source(); !sourceSeen[src] {
+					sourceSeen[src] = true
+					m.relatedSources = append(m.relatedSources, src)
 				}
 			}
 			m.Duties = append(m.Duties, duty)
@@ -170,7 +189,7 @@ func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
 			errs = append(errs, FieldError{Path: rpath + ".selector", Message: err.Error()})
 			continue
 		}
-		duty.Related = append(duty.Related, Related{Name: r.Name, GVK: gvk, Selector: sel})
+		duty.Related = append(duty.Related, Related{Name: r.Name, GVK: gvk, Selector: sel, Namespace: r.Namespace})
 		relatedNames = append(relatedNames, r.Name)
 	}
 	env, err := ruleEnv(relatedNames)
@@ -230,6 +249,10 @@ func (m *Model) TargetKinds() []schema.GroupVersionKind {
 
 // RelatedKinds returns the distinct kinds the rules of this model read.
 func (m *Model) RelatedKinds() []schema.GroupVersionKind { return m.relatedKinds }
+
+// RelatedSources returns the distinct kind and namespace pairs the rules of
+// this model read.
+func (m *Model) RelatedSources() []RelatedSource { return m.relatedSources }
 
 // Matches reports whether the model applies to an object of kind gvk with the
 // given labels, in a namespace with the given labels. namespaced is false for
