@@ -29,25 +29,25 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
-// workloads are the sample objects the demo waits for and shows.
-var workloads = []struct {
+// workload is a sample object a catalog model targets, with the status its
+// sample file promises: every *-good.yaml sample meets every duty, every
+// *-bad.yaml sample none.
+type workload struct {
 	gvk       schema.GroupVersionKind
+	namespace string
 	name      string
 	wantState string
-}{
-	{schema.GroupVersionKind{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachine"}, "web-vm", v1alpha1.StatusMet},
-	{schema.GroupVersionKind{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachine"}, "legacy-vm", v1alpha1.StatusUnmet},
-	{schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}, "orders-db", v1alpha1.StatusMet},
-	{schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}, "scratch-db", v1alpha1.StatusUnmet},
-	{schema.GroupVersionKind{Group: "serving.knative.dev", Version: "v1", Kind: "Service"}, "shop-frontend", v1alpha1.StatusMet},
-	{schema.GroupVersionKind{Group: "serving.knative.dev", Version: "v1", Kind: "Service"}, "hello", v1alpha1.StatusUnmet},
+	models    []string
 }
 
-const demoNamespace = "demo"
+// showcase is the workload whose annotations the demo prints in full.
+const showcase = "scratch-db"
 
 func main() {
 	if err := run(); err != nil {
@@ -142,27 +142,16 @@ func run() error {
 		return err
 	}
 
-	step("Waiting for the operator to annotate every workload")
-	if err := waitAnnotated(ctx, c, *timeout); err != nil {
+	workloads, err := sampleWorkloads(root)
+	if err != nil {
+		return err
+	}
+	step(fmt.Sprintf("Waiting for the operator to annotate the %d sample workloads", len(workloads)))
+	if err := waitAnnotated(ctx, c, workloads, *timeout); err != nil {
 		return err
 	}
 
-	step("kubectl get responsibilitymodels")
-	if err := kubectl("get", "responsibilitymodels"); err != nil {
-		return err
-	}
-	step("The workloads, by status label (kubectl get ... -L responsibility.io/status)")
-	if err := kubectl("get", "-n", demoNamespace, "virtualmachines.kubevirt.io,clusters.postgresql.cnpg.io,services.serving.knative.dev",
-		"-o", `custom-columns=KIND:.kind,NAME:.metadata.name,STATUS:.metadata.labels.responsibility\.io/status,UNMET:.metadata.annotations.responsibility\.io/unmet`); err != nil {
-		return err
-	}
-	step("What lands on one workload (cluster scratch-db): its responsibility.io/ annotations")
-	if err := showAnnotations(ctx, c, workloads[3].gvk, workloads[3].name); err != nil {
-		return err
-	}
-	step("Events for unmet customer duties (kubectl get events -n demo)")
-	if err := kubectl("get", "events.events.k8s.io", "-n", demoNamespace, "--sort-by=.metadata.creationTimestamp",
-		"-o", "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.name,NOTE:.note"); err != nil {
+	if err := show(ctx, c, kubectl, workloads); err != nil {
 		return err
 	}
 
@@ -176,6 +165,39 @@ func run() error {
 	}
 	fmt.Printf("\nThe control plane and the operator keep running. Explore with:\n\n  export KUBECONFIG=%s\n  %s get rm\n\nPress Ctrl-C to stop and tear everything down.\n", kubeconfigPath, filepath.Join(*assets, "kubectl"))
 	<-ctx.Done()
+	return nil
+}
+
+// show prints the models, the workloads by status, one workload's
+// annotations in full and the events of the neglected tenant.
+func show(ctx context.Context, c client.Client, kubectl func(args ...string) error, workloads []workload) error {
+	step("kubectl get responsibilitymodels")
+	if err := kubectl("get", "responsibilitymodels"); err != nil {
+		return err
+	}
+	resources, err := resourceNames(c, workloads)
+	if err != nil {
+		return err
+	}
+	step("The workloads of tenants shop and legacy, by status label")
+	if err := kubectl("get", "-A", resources, "-l", v1alpha1.LabelStatus, "--sort-by=.metadata.namespace",
+		"-o", `custom-columns=NAMESPACE:.metadata.namespace,KIND:.kind,NAME:.metadata.name,STATUS:.metadata.labels.responsibility\.io/status,MODELS:.metadata.annotations.responsibility\.io/models`); err != nil {
+		return err
+	}
+	for _, w := range workloads {
+		if w.name != showcase {
+			continue
+		}
+		step(fmt.Sprintf("What lands on one workload (%s %s/%s): its responsibility.io/ annotations", w.gvk.Kind, w.namespace, w.name))
+		if err := showAnnotations(ctx, c, w); err != nil {
+			return err
+		}
+	}
+	step("Events for unmet customer duties (kubectl get events -n legacy)")
+	if err := kubectl("get", "events.events.k8s.io", "-n", "legacy", "--sort-by=.metadata.creationTimestamp",
+		"-o", "custom-columns=TYPE:.type,REASON:.reason,KIND:.regarding.kind,OBJECT:.regarding.name,NOTE:.note"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -295,27 +317,151 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitAnnotated waits until every sample workload carries the status its
-// sample file promises and every model counts its two samples.
-func waitAnnotated(ctx context.Context, c client.Client, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		var pending []string
-		for _, w := range workloads {
-			u := &unstructured.Unstructured{}
-			u.SetGroupVersionKind(w.gvk)
-			err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: w.name}, u)
-			if got := u.GetLabels()[v1alpha1.LabelStatus]; err != nil || got != w.wantState {
-				pending = append(pending, fmt.Sprintf("%s %s (status %q, want %q)", w.gvk.Kind, w.name, got, w.wantState))
+// sampleWorkloads reads config/catalog and config/samples/workloads and
+// returns the samples some model targets, with the status each promises.
+func sampleWorkloads(root string) ([]workload, error) {
+	var models []*evaluate.Model
+	catalog, err := filepath.Glob(filepath.Join(root, "config", "catalog", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range catalog {
+		if filepath.Base(path) == "kustomization.yaml" {
+			continue
+		}
+		docs, err := readDocs(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, doc := range docs {
+			rm := &v1alpha1.ResponsibilityModel{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(doc.Object, rm); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			m, err := evaluate.Compile(rm)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			models = append(models, m)
+		}
+	}
+	samples, err := filepath.Glob(filepath.Join(root, "config", "samples", "workloads", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	namespaces := map[string]map[string]any{}
+	type candidate struct {
+		obj  *unstructured.Unstructured
+		want string
+	}
+	var candidates []candidate
+	for _, path := range samples {
+		base := filepath.Base(path)
+		if base == "kustomization.yaml" {
+			continue
+		}
+		docs, err := readDocs(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range docs {
+			switch {
+			case u.GetKind() == "Namespace":
+				namespaces[u.GetName()] = u.Object
+			case strings.HasSuffix(base, "-good.yaml"):
+				candidates = append(candidates, candidate{u, v1alpha1.StatusMet})
+			case strings.HasSuffix(base, "-bad.yaml"):
+				candidates = append(candidates, candidate{u, v1alpha1.StatusUnmet})
 			}
 		}
+	}
+	var out []workload
+	for _, cand := range candidates {
+		u := cand.obj
+		matched := evaluate.Match(models, u.GroupVersionKind(), u.GetLabels(), namespaces[u.GetNamespace()], u.GetNamespace() != "")
+		if len(matched) == 0 {
+			continue // a related object, such as a ScheduledBackup
+		}
+		w := workload{gvk: u.GroupVersionKind(), namespace: u.GetNamespace(), name: u.GetName(), wantState: cand.want}
+		for _, m := range matched {
+			w.models = append(w.models, m.Name)
+		}
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no sample workload is targeted by a catalog model")
+	}
+	return out, nil
+}
+
+// readDocs reads the YAML documents of a file.
+func readDocs(path string) ([]*unstructured.Unstructured, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, doc := range bytes.Split(raw, []byte("\n---")) {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// resourceNames returns the workloads' kinds as kubectl resource names,
+// comma-separated (virtualmachines.kubevirt.io,clusters.postgresql.cnpg.io,...).
+func resourceNames(c client.Client, workloads []workload) (string, error) {
+	seen := map[string]bool{}
+	var names []string
+	for _, w := range workloads {
+		mapping, err := c.RESTMapper().RESTMapping(w.gvk.GroupKind(), w.gvk.Version)
+		if err != nil {
+			return "", fmt.Errorf("map %s: %w", w.gvk, err)
+		}
+		name := mapping.Resource.Resource
+		if mapping.Resource.Group != "" {
+			name += "." + mapping.Resource.Group
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, ","), nil
+}
+
+// waitAnnotated waits until every sample workload carries the status its
+// sample file promises and every model's status counts its samples.
+func waitAnnotated(ctx context.Context, c client.Client, workloads []workload, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	wantMatched := map[string]int32{}
+	for _, w := range workloads {
+		for _, m := range w.models {
+			wantMatched[m]++
+		}
+	}
+	for {
+		var pending []string
 		models := &v1alpha1.ResponsibilityModelList{}
 		if err := c.List(ctx, models); err != nil {
 			return err
 		}
 		for _, m := range models.Items {
-			if m.Status.MatchedObjects != 2 {
-				pending = append(pending, fmt.Sprintf("model %s status (matched %d, want 2)", m.Name, m.Status.MatchedObjects))
+			if m.Status.MatchedObjects != wantMatched[m.Name] {
+				pending = append(pending, fmt.Sprintf("model %s (status counts %d matched, want %d)", m.Name, m.Status.MatchedObjects, wantMatched[m.Name]))
+			}
+		}
+		for _, w := range workloads {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(w.gvk)
+			err := c.Get(ctx, client.ObjectKey{Namespace: w.namespace, Name: w.name}, u)
+			if got := u.GetLabels()[v1alpha1.LabelStatus]; err != nil || got != w.wantState {
+				pending = append(pending, fmt.Sprintf("%s %s/%s (status %q, want %q)", w.gvk.Kind, w.namespace, w.name, got, w.wantState))
 			}
 		}
 		if len(pending) == 0 {
@@ -332,10 +478,10 @@ func waitAnnotated(ctx context.Context, c client.Client, timeout time.Duration) 
 	}
 }
 
-func showAnnotations(ctx context.Context, c client.Client, gvk schema.GroupVersionKind, name string) error {
+func showAnnotations(ctx context.Context, c client.Client, w workload) error {
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: name}, u); err != nil {
+	u.SetGroupVersionKind(w.gvk)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: w.namespace, Name: w.name}, u); err != nil {
 		return err
 	}
 	for _, key := range v1alpha1.OwnedAnnotations {
