@@ -48,8 +48,12 @@ manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests from t
 generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: docs
+docs: ## Generate docs/catalog.md from config/catalog.
+	go run ./hack/catalog-docs
+
 .PHONY: verify
-verify: ## Fail when a generated file (deepcopy, CRD, RBAC) is stale.
+verify: ## Fail when a generated file (deepcopy, CRD, RBAC, webhook, docs/catalog.md) is stale.
 	hack/verify-generated.sh
 
 .PHONY: fmt

@@ -3,13 +3,13 @@
 # there before, so stale deepcopy, CRDs or RBAC never land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/webhook/manifests.yaml)
+generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/webhook/manifests.yaml docs/catalog.md)
 snapshot=$(mktemp -d)
 trap 'rm -rf "$snapshot"' EXIT
 for p in "${generated[@]}"; do
   if [ -e "$p" ]; then mkdir -p "$snapshot/$(dirname "$p")"; cp -r "$p" "$snapshot/$p"; fi
 done
-make --no-print-directory generate manifests >/dev/null
+make --no-print-directory generate manifests docs >/dev/null
 stale=0
 for p in "${generated[@]}"; do
   if [ -e "$p" ] || [ -e "$snapshot/$p" ]; then

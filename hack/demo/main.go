@@ -26,25 +26,12 @@ import (
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
-	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
-
-// workload is a sample object a catalog model targets, with the status its
-// sample file promises: every *-good.yaml sample meets every duty, every
-// *-bad.yaml sample none.
-type workload struct {
-	gvk       schema.GroupVersionKind
-	namespace string
-	name      string
-	wantState string
-	models    []string
-}
 
 // showcase is the workload whose annotations the demo prints in full.
 const showcase = "scratch-db"
@@ -142,10 +129,11 @@ func run() error {
 		return err
 	}
 
-	workloads, err := sampleWorkloads(root)
+	set, err := samples.Load(root)
 	if err != nil {
 		return err
 	}
+	workloads := set.Workloads()
 	step(fmt.Sprintf("Waiting for the operator to annotate the %d sample workloads", len(workloads)))
 	if err := waitAnnotated(ctx, c, workloads, *timeout); err != nil {
 		return err
@@ -170,7 +158,7 @@ func run() error {
 
 // show prints the models, the workloads by status, one workload's
 // annotations in full and the events of the neglected tenant.
-func show(ctx context.Context, c client.Client, kubectl func(args ...string) error, workloads []workload) error {
+func show(ctx context.Context, c client.Client, kubectl func(args ...string) error, workloads []samples.Workload) error {
 	step("kubectl get responsibilitymodels")
 	if err := kubectl("get", "responsibilitymodels"); err != nil {
 		return err
@@ -185,10 +173,10 @@ func show(ctx context.Context, c client.Client, kubectl func(args ...string) err
 		return err
 	}
 	for _, w := range workloads {
-		if w.name != showcase {
+		if w.GetName() != showcase {
 			continue
 		}
-		step(fmt.Sprintf("What lands on one workload (%s %s/%s): its responsibility.io/ annotations", w.gvk.Kind, w.namespace, w.name))
+		step(fmt.Sprintf("What lands on one workload (%s %s/%s): its responsibility.io/ annotations", w.GetKind(), w.GetNamespace(), w.GetName()))
 		if err := showAnnotations(ctx, c, w); err != nil {
 			return err
 		}
@@ -317,111 +305,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// sampleWorkloads reads config/catalog and config/samples/workloads and
-// returns the samples some model targets, with the status each promises.
-func sampleWorkloads(root string) ([]workload, error) {
-	var models []*evaluate.Model
-	catalog, err := filepath.Glob(filepath.Join(root, "config", "catalog", "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	for _, path := range catalog {
-		if filepath.Base(path) == "kustomization.yaml" {
-			continue
-		}
-		docs, err := readDocs(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, doc := range docs {
-			rm := &v1alpha1.ResponsibilityModel{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(doc.Object, rm); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			m, err := evaluate.Compile(rm)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			models = append(models, m)
-		}
-	}
-	samples, err := filepath.Glob(filepath.Join(root, "config", "samples", "workloads", "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	namespaces := map[string]map[string]any{}
-	type candidate struct {
-		obj  *unstructured.Unstructured
-		want string
-	}
-	var candidates []candidate
-	for _, path := range samples {
-		base := filepath.Base(path)
-		if base == "kustomization.yaml" {
-			continue
-		}
-		docs, err := readDocs(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, u := range docs {
-			switch {
-			case u.GetKind() == "Namespace":
-				namespaces[u.GetName()] = u.Object
-			case strings.HasSuffix(base, "-good.yaml"):
-				candidates = append(candidates, candidate{u, v1alpha1.StatusMet})
-			case strings.HasSuffix(base, "-bad.yaml"):
-				candidates = append(candidates, candidate{u, v1alpha1.StatusUnmet})
-			}
-		}
-	}
-	var out []workload
-	for _, cand := range candidates {
-		u := cand.obj
-		matched := evaluate.Match(models, u.GroupVersionKind(), u.GetLabels(), namespaces[u.GetNamespace()], u.GetNamespace() != "")
-		if len(matched) == 0 {
-			continue // a related object, such as a ScheduledBackup
-		}
-		w := workload{gvk: u.GroupVersionKind(), namespace: u.GetNamespace(), name: u.GetName(), wantState: cand.want}
-		for _, m := range matched {
-			w.models = append(w.models, m.Name)
-		}
-		out = append(out, w)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no sample workload is targeted by a catalog model")
-	}
-	return out, nil
-}
-
-// readDocs reads the YAML documents of a file.
-func readDocs(path string) ([]*unstructured.Unstructured, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*unstructured.Unstructured
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-	return out, nil
-}
-
 // resourceNames returns the workloads' kinds as kubectl resource names,
 // comma-separated (virtualmachines.kubevirt.io,clusters.postgresql.cnpg.io,...).
-func resourceNames(c client.Client, workloads []workload) (string, error) {
+func resourceNames(c client.Client, workloads []samples.Workload) (string, error) {
 	seen := map[string]bool{}
 	var names []string
 	for _, w := range workloads {
-		mapping, err := c.RESTMapper().RESTMapping(w.gvk.GroupKind(), w.gvk.Version)
+		gvk := w.GroupVersionKind()
+		mapping, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			return "", fmt.Errorf("map %s: %w", w.gvk, err)
+			return "", fmt.Errorf("map %s: %w", gvk, err)
 		}
 		name := mapping.Resource.Resource
 		if mapping.Resource.Group != "" {
@@ -437,12 +330,12 @@ func resourceNames(c client.Client, workloads []workload) (string, error) {
 
 // waitAnnotated waits until every sample workload carries the status its
 // sample file promises and every model's status counts its samples.
-func waitAnnotated(ctx context.Context, c client.Client, workloads []workload, timeout time.Duration) error {
+func waitAnnotated(ctx context.Context, c client.Client, workloads []samples.Workload, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	wantMatched := map[string]int32{}
 	for _, w := range workloads {
-		for _, m := range w.models {
-			wantMatched[m]++
+		for _, m := range w.Models {
+			wantMatched[m.Name]++
 		}
 	}
 	for {
@@ -458,10 +351,10 @@ func waitAnnotated(ctx context.Context, c client.Client, workloads []workload, t
 		}
 		for _, w := range workloads {
 			u := &unstructured.Unstructured{}
-			u.SetGroupVersionKind(w.gvk)
-			err := c.Get(ctx, client.ObjectKey{Namespace: w.namespace, Name: w.name}, u)
-			if got := u.GetLabels()[v1alpha1.LabelStatus]; err != nil || got != w.wantState {
-				pending = append(pending, fmt.Sprintf("%s %s/%s (status %q, want %q)", w.gvk.Kind, w.namespace, w.name, got, w.wantState))
+			u.SetGroupVersionKind(w.GroupVersionKind())
+			err := c.Get(ctx, client.ObjectKeyFromObject(w), u)
+			if got := u.GetLabels()[v1alpha1.LabelStatus]; err != nil || got != w.Status() {
+				pending = append(pending, fmt.Sprintf("%s %s/%s (status %q, want %q)", w.GetKind(), w.GetNamespace(), w.GetName(), got, w.Status()))
 			}
 		}
 		if len(pending) == 0 {
@@ -478,10 +371,10 @@ func waitAnnotated(ctx context.Context, c client.Client, workloads []workload, t
 	}
 }
 
-func showAnnotations(ctx context.Context, c client.Client, w workload) error {
+func showAnnotations(ctx context.Context, c client.Client, w samples.Workload) error {
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(w.gvk)
-	if err := c.Get(ctx, client.ObjectKey{Namespace: w.namespace, Name: w.name}, u); err != nil {
+	u.SetGroupVersionKind(w.GroupVersionKind())
+	if err := c.Get(ctx, client.ObjectKeyFromObject(w), u); err != nil {
 		return err
 	}
 	for _, key := range v1alpha1.OwnedAnnotations {

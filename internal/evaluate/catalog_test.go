@@ -1,17 +1,14 @@
-package evaluate
+package evaluate_test
 
 import (
-	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/yaml"
 
-	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
 // TestCatalogOnSamples compiles every model of config/catalog and evaluates
@@ -21,72 +18,70 @@ import (
 // and namespaces come from the same sample files, by namespace, as the
 // operator would read them from its cache.
 func TestCatalogOnSamples(t *testing.T) {
-	models := catalogModels(t)
-	samples := sampleObjects(t)
-
-	namespaces := map[string]map[string]any{}
+	set, err := samples.Load(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
 	related := map[string]map[schema.GroupVersionKind][]map[string]any{} // namespace → kind → objects
 	relatedKinds := map[schema.GroupVersionKind]bool{}
-	for _, m := range models {
+	for _, m := range set.Models {
 		for _, gvk := range m.RelatedKinds() {
 			relatedKinds[gvk] = true
 		}
 	}
-	for _, s := range samples {
-		u := s.obj
-		if u.GetKind() == "Namespace" {
-			namespaces[u.GetName()] = u.Object
-			continue
+	for _, o := range set.Objects {
+		if related[o.GetNamespace()] == nil {
+			related[o.GetNamespace()] = map[schema.GroupVersionKind][]map[string]any{}
 		}
-		if related[u.GetNamespace()] == nil {
-			related[u.GetNamespace()] = map[schema.GroupVersionKind][]map[string]any{}
-		}
-		related[u.GetNamespace()][u.GroupVersionKind()] = append(related[u.GetNamespace()][u.GroupVersionKind()], u.Object)
+		related[o.GetNamespace()][o.GroupVersionKind()] = append(related[o.GetNamespace()][o.GroupVersionKind()], o.Object)
 	}
 
-	checked, workloads := 0, 0
-	for _, s := range samples {
-		u := s.obj
-		good, bad := strings.HasSuffix(s.file, "-good.yaml"), strings.HasSuffix(s.file, "-bad.yaml")
-		if !good && !bad {
+	workloads := set.Workloads()
+	checked := 0
+	for _, w := range workloads {
+		if ns := w.GetNamespace(); ns != "" && set.Namespaces[ns] == nil {
+			t.Errorf("%s: %s %s is in namespace %q, which no sample creates", w.File, w.GetKind(), w.GetName(), ns)
 			continue
 		}
-		ns := namespaces[u.GetNamespace()]
-		if u.GetNamespace() != "" && ns == nil {
-			t.Errorf("%s: %s %s is in namespace %q, which no sample creates", s.file, u.GetKind(), u.GetName(), u.GetNamespace())
-			continue
-		}
-		matched := Match(models, u.GroupVersionKind(), u.GetLabels(), ns, u.GetNamespace() != "")
-		if len(matched) == 0 {
-			if !relatedKinds[u.GroupVersionKind()] {
-				t.Errorf("%s: no catalog model matches %s %s, and no duty reads its kind", s.file, u.GetKind(), u.GetName())
-			}
-			continue // e.g. a ScheduledBackup: related, not a target
-		}
-		workloads++
-		want := v1alpha1.DutyMet
-		if bad {
-			want = v1alpha1.DutyUnmet
-		}
-		res := Evaluate(matched, Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: ns, Related: relatedFrom(related, matched, u.GetNamespace())})
+		res := evaluate.Evaluate(w.Models, evaluate.Input{
+			GVK: w.GroupVersionKind(), Object: w.Object.Object, Namespace: set.Namespaces[w.GetNamespace()],
+			Related: relatedFrom(related, w.Models, w.GetNamespace()),
+		})
 		for _, d := range res.Duties {
 			checked++
-			if d.State != want {
-				t.Errorf("%s: %s/%s is %s (%s), want %s", s.file, d.Model, d.Duty.Name, d.State, d.Message, want)
+			if d.State != w.Want {
+				t.Errorf("%s: %s/%s is %s (%s), want %s", w.File, d.Model, d.Duty.Name, d.State, d.Message, w.Want)
 			}
+		}
+	}
+	// A good or bad sample that no model targets and no duty reads is a
+	// sample for a kind the catalog forgot.
+	for _, o := range set.Objects {
+		sample := strings.HasSuffix(o.File, "-good.yaml") || strings.HasSuffix(o.File, "-bad.yaml")
+		if !sample || o.GetKind() == "Namespace" || relatedKinds[o.GroupVersionKind()] {
+			continue
+		}
+		found := false
+		for _, w := range workloads {
+			if w.File == o.File && w.GetName() == o.GetName() && w.GetNamespace() == o.GetNamespace() {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no catalog model targets %s %s, and no duty reads its kind", o.File, o.GetKind(), o.GetName())
 		}
 	}
 	if checked == 0 {
 		t.Fatal("no duty was checked on any sample")
 	}
-	t.Logf("%d duty evaluations on %d sample workloads", checked, workloads)
+	t.Logf("%d duty evaluations on %d sample workloads", checked, len(workloads))
 }
 
 // relatedFrom returns what the operator lists for a workload: for each
 // related source of the matching models, the objects of that kind in the
 // workload's namespace or in the source's fixed namespace.
-func relatedFrom(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, matched []*Model, namespace string) map[RelatedSource][]map[string]any {
-	out := map[RelatedSource][]map[string]any{}
+func relatedFrom(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, matched []*evaluate.Model, namespace string) map[evaluate.RelatedSource][]map[string]any {
+	out := map[evaluate.RelatedSource][]map[string]any{}
 	for _, m := range matched {
 		for _, src := range m.RelatedSources() {
 			ns := src.Namespace
@@ -97,72 +92,4 @@ func relatedFrom(byNamespace map[string]map[schema.GroupVersionKind][]map[string
 		}
 	}
 	return out
-}
-
-type sample struct {
-	file string
-	obj  *unstructured.Unstructured
-}
-
-func catalogModels(t testing.TB) []*Model {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "config", "catalog", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var models []*Model
-	for _, path := range files {
-		if filepath.Base(path) == "kustomization.yaml" {
-			continue
-		}
-		rm := &v1alpha1.ResponsibilityModel{}
-		readYAML(t, path, rm)
-		models = append(models, mustCompile(t, rm))
-	}
-	if len(models) == 0 {
-		t.Fatal("no model in config/catalog")
-	}
-	return models
-}
-
-// sampleObjects reads every object of config/samples/workloads (files may
-// hold several documents).
-func sampleObjects(t testing.TB) []sample {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "workloads", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []sample
-	for _, path := range files {
-		if filepath.Base(path) == "kustomization.yaml" {
-			continue
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, doc := range bytes.Split(raw, []byte("\n---")) {
-			u := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			out = append(out, sample{file: filepath.Base(path), obj: u})
-		}
-	}
-	return out
-}
-
-func readYAML(t testing.TB, path string, into any) {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, into); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 }
