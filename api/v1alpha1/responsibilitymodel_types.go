@@ -210,6 +210,12 @@ type ResponsibilityModelStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// TargetKinds lists the distinct kinds the model targets, comma-separated,
+	// for the Targets printer column (kubectl prints only the first value of
+	// a list in a column).
+	// +optional
+	TargetKinds string `json:"targetKinds,omitempty"`
+
 	// Conditions: Ready summarises TargetsResolved (every target kind is
 	// served and may be watched and patched) and RulesValid (every rule
 	// compiles).
@@ -255,7 +261,7 @@ type DutyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=rm,categories=responsibility
 // +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.service`
-// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targets[*].kind`
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.status.targetKinds`
 // +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matchedObjects`
 // +kubebuilder:printcolumn:name="Unmet",type=integer,JSONPath=`.status.unmetObjects`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

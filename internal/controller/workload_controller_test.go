@@ -103,6 +103,9 @@ func TestAnnotatesMatchingObjects(t *testing.T) {
 		if rm.Status.MatchedObjects != 1 || rm.Status.UnmetObjects != 1 {
 			return fmt.Errorf("matched/unmet = %d/%d, want 1/1", rm.Status.MatchedObjects, rm.Status.UnmetObjects)
 		}
+		if rm.Status.TargetKinds != "Cluster" {
+			return fmt.Errorf("targetKinds = %q, want Cluster", rm.Status.TargetKinds)
+		}
 		return nil
 	})
 }
