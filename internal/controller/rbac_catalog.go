@@ -18,6 +18,7 @@ package controller
 // +kubebuilder:rbac:groups=redis.redis.opstreelabs.in,resources=redisreplications,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=objectbucket.io,resources=objectbucketclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=ceph.rook.io,resources=cephobjectstoreusers,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=k8s.mariadb.com,resources=mariadbs,verbs=get;list;watch;patch
 
 // Related kinds read by rules of config/catalog.
 // +kubebuilder:rbac:groups=postgresql.cnpg.io,resources=scheduledbackups,verbs=get;list;watch
@@ -28,3 +29,5 @@ package controller
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=velero.io,resources=schedules,verbs=get;list;watch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=prometheusrules,verbs=get;list;watch
+// +kubebuilder:rbac:groups=k8s.mariadb.com,resources=backups,verbs=get;list;watch
+// +kubebuilder:rbac:groups=snapshot.kubevirt.io,resources=virtualmachinesnapshots,verbs=get;list;watch
