@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -108,7 +109,7 @@ func run() error {
 	kubectl := func(args ...string) error { return runKubectl(ctx, *assets, kubeconfigPath, args...) }
 
 	step("Starting the operator (logs: " + filepath.Join(*workDir, "manager.log") + ")")
-	mgr, probe, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"), &env.WebhookInstallOptions)
+	mgr, ports, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"), &env.WebhookInstallOptions)
 	if err != nil {
 		return err
 	}
@@ -116,7 +117,7 @@ func run() error {
 		_ = mgr.Process.Signal(syscall.SIGTERM)
 		_ = mgr.Wait()
 	}()
-	if err := waitReady(ctx, probe, 30*time.Second); err != nil {
+	if err := waitReady(ctx, ports.probe, 30*time.Second); err != nil {
 		return fmt.Errorf("%w (see %s)", err, filepath.Join(*workDir, "manager.log"))
 	}
 
@@ -140,6 +141,11 @@ func run() error {
 	}
 
 	if err := show(ctx, c, kubectl, workloads); err != nil {
+		return err
+	}
+
+	step(fmt.Sprintf("The operator's metrics (curl http://127.0.0.1:%d/metrics | grep ^responsibility_, histogram buckets left out)", ports.metrics))
+	if err := showMetrics(ctx, ports.metrics); err != nil {
 		return err
 	}
 
@@ -240,23 +246,32 @@ func kubectlStdin(ctx context.Context, assets, kubeconfig, stdin string, args ..
 	return nil
 }
 
+// managerPorts are where the demo's operator serves its probes and metrics.
+type managerPorts struct {
+	probe, metrics int
+}
+
 // startManager runs the operator binary against the demo control plane,
-// serving its webhook where envtest registered it. It returns the port of
-// the health probes.
-func startManager(ctx context.Context, binary, kubeconfig, logPath string, webhook *envtest.WebhookInstallOptions) (*exec.Cmd, int, error) {
+// serving its webhook where envtest registered it, and plain-HTTP metrics on
+// loopback.
+func startManager(ctx context.Context, binary, kubeconfig, logPath string, webhook *envtest.WebhookInstallOptions) (*exec.Cmd, managerPorts, error) {
+	var ports managerPorts
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, 0, err
+		return nil, ports, err
 	}
-	probe, err := freePort()
-	if err != nil {
-		return nil, 0, err
+	if ports.probe, err = freePort(); err != nil {
+		return nil, ports, err
+	}
+	if ports.metrics, err = freePort(); err != nil {
+		return nil, ports, err
 	}
 	cmd := exec.CommandContext(ctx, binary,
 		"--kubeconfig="+kubeconfig,
 		"--leader-elect=false",
-		"--metrics-bind-address=0",
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports.metrics),
+		"--metrics-secure=false",
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports.probe),
 		"--webhook-host="+webhook.LocalServingHost,
 		fmt.Sprintf("--webhook-port=%d", webhook.LocalServingPort),
 		"--webhook-cert-dir="+webhook.LocalServingCertDir,
@@ -264,9 +279,32 @@ func startManager(ctx context.Context, binary, kubeconfig, logPath string, webho
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	if err := cmd.Start(); err != nil {
-		return nil, 0, fmt.Errorf("start operator: %w", err)
+		return nil, ports, fmt.Errorf("start operator: %w", err)
 	}
-	return cmd, probe, nil
+	return cmd, ports, nil
+}
+
+// showMetrics prints the operator's own series from its metrics endpoint.
+func showMetrics(ctx context.Context, port int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read metrics: %w", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "responsibility_") && !strings.Contains(line, "_bucket{") {
+			fmt.Println(line)
+		}
+	}
+	return nil
 }
 
 // waitReady waits for the operator's readiness probe (which includes its

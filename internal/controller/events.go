@@ -23,6 +23,15 @@ const (
 // that says what happened and what to do.
 type EventEmitter struct {
 	Recorder events.EventRecorder
+	// Metrics, when set, count the events by reason and type.
+	Metrics *Metrics
+}
+
+func (e *EventEmitter) emit(obj runtime.Object, related runtime.Object, eventType, reason, action, note string, args ...any) {
+	e.Recorder.Eventf(obj, related, eventType, reason, action, note, args...)
+	if e.Metrics != nil {
+		e.Metrics.Events.WithLabelValues(reason, eventType).Inc()
+	}
 }
 
 // dutyRef is the related object of a duty event: the model, with a field
@@ -43,7 +52,7 @@ func dutyRef(model string, d *evaluate.Duty) *corev1.ObjectReference {
 func (e *EventEmitter) DutyTransition(obj runtime.Object, t evaluate.Transition) {
 	d := t.Duty
 	if t.State == v1alpha1.DutyMet {
-		e.Recorder.Eventf(obj, dutyRef(t.Model, d), corev1.EventTypeNormal, v1alpha1.EventCustomerDutyMet, actionEvaluate,
+		e.emit(obj, dutyRef(t.Model, d), corev1.EventTypeNormal, v1alpha1.EventCustomerDutyMet, actionEvaluate,
 			"Customer duty %s (%s, area %q) is met again.", d.Name, t.Model, d.Area)
 		return
 	}
@@ -51,27 +60,27 @@ func (e *EventEmitter) DutyTransition(obj runtime.Object, t evaluate.Transition)
 	if d.Severity == v1alpha1.SeverityInfo {
 		eventType = corev1.EventTypeNormal
 	}
-	e.Recorder.Eventf(obj, dutyRef(t.Model, d), eventType, v1alpha1.EventCustomerDutyUnmet, actionEvaluate,
+	e.emit(obj, dutyRef(t.Model, d), eventType, v1alpha1.EventCustomerDutyUnmet, actionEvaluate,
 		"Customer duty %s (%s, area %q) is unmet: %s. Fix it, or waive it with the annotation %s%s: \"<reason>\".",
 		d.Name, t.Model, d.Area, trimPeriod(t.Message), v1alpha1.AnnotationWaivePrefix, d.Name)
 }
 
 // WaiverIgnored reports a waiver annotation that has no effect.
 func (e *EventEmitter) WaiverIgnored(obj runtime.Object, w evaluate.IgnoredWaiver) {
-	e.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventWaiverIgnored, actionEvaluate,
+	e.emit(obj, nil, corev1.EventTypeWarning, v1alpha1.EventWaiverIgnored, actionEvaluate,
 		"The annotation %s%s has no effect: %s. Remove it or fix the duty name.", v1alpha1.AnnotationWaivePrefix, w.Duty, w.Reason)
 }
 
 // ApplyFailed reports that the operator could not write its annotations.
 func (e *EventEmitter) ApplyFailed(obj runtime.Object, err error) {
-	e.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventApplyFailed, actionApply,
+	e.emit(obj, nil, corev1.EventTypeWarning, v1alpha1.EventApplyFailed, actionApply,
 		"Could not write the responsibility annotations: %v. The operator retries with backoff.", err)
 }
 
 // ModelProblem reports a model's own problem (reason is one of the model
 // event reasons) on the model.
 func (e *EventEmitter) ModelProblem(rm *v1alpha1.ResponsibilityModel, reason, action, message string) {
-	e.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, reason, action, "%s", message)
+	e.emit(rm, nil, corev1.EventTypeWarning, reason, action, "%s", message)
 }
 
 func trimPeriod(s string) string {

@@ -58,6 +58,7 @@ type ModelReconciler struct {
 	Tally    *Tally
 	Watcher  *Watcher
 	Events   *EventEmitter
+	Metrics  *Metrics
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
@@ -209,6 +210,7 @@ func (r *ModelReconciler) forget(ctx context.Context, name string) error {
 	r.mu.Lock()
 	delete(r.compiled, name)
 	r.mu.Unlock()
+	r.Metrics.ModelReady.DeleteLabelValues(name)
 	if prev := r.Registry.Delete(name); prev != nil {
 		r.fanOut(ctx, prev)
 	}
@@ -354,6 +356,11 @@ func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.Respons
 		setCondition(st, rm.Generation, v1alpha1.ConditionReady, true, v1alpha1.ReasonApplied,
 			fmt.Sprintf("Applied to %d object(s), %d with unmet duties.", st.MatchedObjects, st.UnmetObjects), "", "")
 	}
+	ready := 0.0
+	if meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
+		ready = 1
+	}
+	r.Metrics.ModelReady.WithLabelValues(rm.Name).Set(ready)
 	if equality.Semantic.DeepEqual(before, st) {
 		return nil
 	}

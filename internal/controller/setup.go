@@ -62,12 +62,28 @@ func CacheOptions() cache.Options {
 
 // Setup registers the model and workload controllers with a manager.
 func Setup(mgr manager.Manager, opts Options) error {
+	m, err := DefaultMetrics()
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	registry := NewRegistry()
 	watcher := NewWatcher(mgr.GetCache(), registry)
-	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager)}
+	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager), Metrics: m}
 
 	modelQueue := &queueRef[reconcile.Request]{}
 	tally := NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
+	tally.SetMetrics(m)
+	// While the controllers run, the metrics count their objects and watches;
+	// when they stop, the counts go with them.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		watches.add(watcher)
+		<-ctx.Done()
+		watches.remove(watcher)
+		tally.Reset()
+		return nil
+	})); err != nil {
+		return fmt.Errorf("add metrics lifecycle: %w", err)
+	}
 
 	models := &ModelReconciler{
 		Client:   mgr.GetClient(),
@@ -77,8 +93,9 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Tally:    tally,
 		Watcher:  watcher,
 		Events:   events,
+		Metrics:  m,
 	}
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named("responsibilitymodel").
 		For(&v1alpha1.ResponsibilityModel{}).
 		WatchesRawSource(modelQueue.source()).
@@ -98,6 +115,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Registry:           registry,
 		Tally:              tally,
 		Events:             events,
+		Metrics:            m,
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
 	}
 	concurrency := opts.WorkloadConcurrency

@@ -17,6 +17,17 @@ type Tally struct {
 	objects  map[WorkloadKey]map[string]objectState
 	counts   map[string]*modelCounts
 	onChange func(model string)
+
+	// metrics, when set, mirror the counts by kind and namespace; series
+	// counts the objects behind each series so that an empty one is deleted.
+	metrics *Metrics
+	series  map[seriesKey]int32
+}
+
+// seriesKey names one series of responsibility_matched_objects (duty empty)
+// or responsibility_duty_objects.
+type seriesKey struct {
+	model, kind, duty, state, namespace string
 }
 
 // objectState is what one object contributes to one model's counts.
@@ -69,14 +80,14 @@ func (t *Tally) replace(key WorkloadKey, next map[string]objectState) {
 		if n, ok := next[model]; ok && n.equal(st) {
 			continue
 		}
-		t.add(model, st, -1)
+		t.add(model, key, st, -1)
 		changed = append(changed, model)
 	}
 	for model, st := range next {
 		if p, ok := prev[model]; ok && p.equal(st) {
 			continue
 		}
-		t.add(model, st, +1)
+		t.add(model, key, st, +1)
 		if _, seen := prev[model]; !seen {
 			changed = append(changed, model)
 		}
@@ -94,7 +105,54 @@ func (t *Tally) replace(key WorkloadKey, next map[string]objectState) {
 	}
 }
 
-func (t *Tally) add(model string, st objectState, delta int32) {
+// SetMetrics makes the tally mirror its counts into metrics.
+func (t *Tally) SetMetrics(m *Metrics) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.metrics, t.series = m, map[seriesKey]int32{}
+}
+
+// Reset forgets every object, as when the manager stops: a stopped operator
+// no longer vouches for any count.
+func (t *Tally) Reset() {
+	t.mu.Lock()
+	keys := make([]WorkloadKey, 0, len(t.objects))
+	for k := range t.objects {
+		keys = append(keys, k)
+	}
+	t.mu.Unlock()
+	for _, k := range keys {
+		t.Forget(k)
+	}
+}
+
+func (t *Tally) observe(sk seriesKey, delta int32) {
+	if t.metrics == nil {
+		return
+	}
+	n := t.series[sk] + delta
+	switch {
+	case sk.duty == "" && n == 0:
+		t.metrics.MatchedObjects.DeleteLabelValues(sk.model, sk.kind)
+	case sk.duty == "":
+		t.metrics.MatchedObjects.WithLabelValues(sk.model, sk.kind).Set(float64(n))
+	case n == 0:
+		t.metrics.DutyObjects.DeleteLabelValues(sk.model, sk.duty, sk.state, sk.namespace)
+	default:
+		t.metrics.DutyObjects.WithLabelValues(sk.model, sk.duty, sk.state, sk.namespace).Set(float64(n))
+	}
+	if n == 0 {
+		delete(t.series, sk)
+	} else {
+		t.series[sk] = n
+	}
+}
+
+func (t *Tally) add(model string, key WorkloadKey, st objectState, delta int32) {
+	t.observe(seriesKey{model: model, kind: key.GVK.Kind}, delta)
+	for name, state := range st.duties {
+		t.observe(seriesKey{model: model, duty: name, state: string(state), namespace: key.Namespace}, delta)
+	}
 	c := t.counts[model]
 	if c == nil {
 		c = &modelCounts{duties: map[string]*v1alpha1.DutyStatus{}}

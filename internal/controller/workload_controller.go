@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,6 +37,7 @@ type WorkloadReconciler struct {
 	Registry *Registry
 	Tally    *Tally
 	Events   *EventEmitter
+	Metrics  *Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
 }
@@ -74,20 +76,25 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	start := time.Now()
 	res := evaluate.Evaluate(matched, evaluate.Input{GVK: key.GVK, Object: obj.Object, Namespace: nsObj, Related: related})
+	r.Metrics.EvaluationDuration.Observe(time.Since(start).Seconds())
 
 	previous := evaluate.ParseDuties(obj.GetAnnotations()[v1alpha1.AnnotationDuties])
 	previousIgnored := obj.GetAnnotations()[v1alpha1.AnnotationIgnoredWaivers]
 	if !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
 		if err := r.apply(ctx, obj, res); err != nil {
 			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
 				// Deleted or replaced since the cache saw it: the watch brings
 				// the new state.
 				return reconcile.Result{}, nil
 			}
+			r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyError).Inc()
 			r.Events.ApplyFailed(obj, err)
 			return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
 		}
+		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applySuccess).Inc()
 		log.FromContext(ctx).V(1).Info("applied", "object", key.String(), "models", res.Annotations[v1alpha1.AnnotationModels], "status", res.Labels[v1alpha1.LabelStatus])
 	}
 	// Events only after the new states are recorded on the object, so a
@@ -171,8 +178,11 @@ func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstru
 		"kind":       obj.GetKind(),
 		"metadata":   md,
 	}}
-	if err := r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership); err != nil {
+	start := time.Now()
+	err := r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
+		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership)
+	r.Metrics.ApplyDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
 		return fmt.Errorf("apply metadata: %w", err)
 	}
 	return nil

@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// The operator's metrics, served on controller-runtime's metrics endpoint
+// beside its own (workqueue, reconcile, client). Counts of objects are
+// labelled by model, kind, duty, state and namespace — never by object, so
+// the number of series does not grow with the number of objects.
+// docs/reference.md lists them.
+const metricsNamespace = "responsibility"
+
+// WatchSyncedMetric is the name of the gauge of watched kinds, collected at
+// scrape time.
+const WatchSyncedMetric = metricsNamespace + "_watch_synced"
+
+// Metric label names.
+const (
+	labelModel     = "model"
+	labelKind      = "kind"
+	labelDuty      = "duty"
+	labelState     = "state"
+	labelNamespace = "namespace"
+	labelResult    = "result"
+	labelReason    = "reason"
+	labelType      = "type"
+)
+
+// Label values of responsibility_applies_total's result.
+const (
+	applySuccess  = "success"
+	applyConflict = "conflict"
+	applyError    = "error"
+)
+
+// Metrics are the operator's Prometheus collectors.
+type Metrics struct {
+	MatchedObjects     *prometheus.GaugeVec
+	DutyObjects        *prometheus.GaugeVec
+	EvaluationDuration prometheus.Histogram
+	ApplyDuration      prometheus.Histogram
+	Applies            *prometheus.CounterVec
+	Events             *prometheus.CounterVec
+	ModelReady         *prometheus.GaugeVec
+}
+
+// NewMetrics returns unregistered collectors.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		MatchedObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "matched_objects",
+			Help: "Objects a model currently applies to, by model and kind.",
+		}, []string{labelModel, labelKind}),
+		DutyObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "duty_objects",
+			Help: "Objects by the state of one duty (Met, Unmet, Unknown, Waived), by model, duty and namespace.",
+		}, []string{labelModel, labelDuty, labelState, labelNamespace}),
+		EvaluationDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "evaluation_duration_seconds",
+			Help:    "Time to evaluate every matching model's rules on one object and compute its annotations.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2.5, 12), // 5µs .. ~1.2s
+		}),
+		ApplyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "apply_duration_seconds",
+			Help:    "Latency of one server-side apply of an object's annotations.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14), // 1ms .. ~8s
+		}),
+		Applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "applies_total",
+			Help: "Server-side applies of an object's annotations, by kind and result (success, conflict, error).",
+		}, []string{labelKind, labelResult}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "events_total",
+			Help: "Events emitted, by reason and type.",
+		}, []string{labelReason, labelType}),
+		ModelReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "model_ready",
+			Help: "1 when a model's Ready condition is True, 0 otherwise.",
+		}, []string{labelModel}),
+	}
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady, watches}
+}
+
+var (
+	defaultMetrics     *Metrics
+	defaultMetricsOnce sync.Once
+	defaultMetricsErr  error
+)
+
+// DefaultMetrics returns the collectors registered with controller-runtime's
+// registry, registering them on first use.
+func DefaultMetrics() (*Metrics, error) {
+	defaultMetricsOnce.Do(func() {
+		m := NewMetrics()
+		for _, c := range m.collectors() {
+			if err := metrics.Registry.Register(c); err != nil {
+				defaultMetricsErr = err
+				return
+			}
+		}
+		defaultMetrics = m
+	})
+	return defaultMetrics, defaultMetricsErr
+}
+
+// watches reports, at scrape time, every kind the running watchers watch and
+// whether its cache has synced. A process runs one manager; tests run
+// several in turn, each adding its watcher while it runs.
+var watches = &watchCollector{
+	watchers: map[*Watcher]bool{},
+	desc: prometheus.NewDesc(
+		WatchSyncedMetric,
+		"1 for a watched kind whose cache has synced, 0 while it syncs.",
+		[]string{"group", "version", labelKind}, nil),
+}
+
+type watchCollector struct {
+	mu       sync.Mutex
+	watchers map[*Watcher]bool
+	desc     *prometheus.Desc
+}
+
+func (c *watchCollector) add(w *Watcher) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watchers[w] = true
+}
+
+func (c *watchCollector) remove(w *Watcher) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.watchers, w)
+}
+
+func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for w := range c.watchers {
+		for _, gvk := range w.WatchedKinds() {
+			v := 0.0
+			if w.Synced(gvk) {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, gvk.Group, gvk.Version, gvk.Kind)
+		}
+	}
+}
