@@ -32,6 +32,7 @@ func run() error {
 	var (
 		metricsAddr, probeAddr, excluded string
 		webhookHost, webhookCertDir      string
+		policyReports                    string
 		leaderElect, secureMetrics       bool
 		enableWebhook                    bool
 		webhookPort                      int
@@ -47,6 +48,8 @@ func run() error {
 	flag.IntVar(&concurrency, "workload-concurrency", 16, "Objects evaluated and written at once.")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side limit of API requests per second.")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst of API requests.")
+	flag.StringVar(&policyReports, "policy-reports", controller.ReportsAuto,
+		"Policy reports to write per namespace: auto (openreports.io Report if installed, else wgpolicyk8s.io PolicyReport if installed), openreports, wgpolicyk8s or off.")
 	flag.BoolVar(&enableWebhook, "enable-webhook", true, "Serve the validating admission webhook that compiles every model's rules.")
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the webhook server listens on (empty: all).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the webhook server.")
@@ -97,6 +100,7 @@ func run() error {
 	if err := controller.Setup(mgr, controller.Options{
 		ExcludedNamespaces:  splitList(excluded),
 		WorkloadConcurrency: concurrency,
+		PolicyReports:       policyReports,
 	}); err != nil {
 		return err
 	}

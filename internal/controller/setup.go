@@ -10,6 +10,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/workqueue"
@@ -37,6 +38,9 @@ type Options struct {
 	ExcludedNamespaces []string
 	// WorkloadConcurrency is the number of objects evaluated and written at once.
 	WorkloadConcurrency int
+	// PolicyReports selects the policy report kind to write: ReportsAuto
+	// (the default), ReportsOpenReports, ReportsWGPolicy or ReportsOff.
+	PolicyReports string
 }
 
 // NewScheme returns the scheme the operator's manager needs.
@@ -62,6 +66,11 @@ func CacheOptions() cache.Options {
 
 // Setup registers the model and workload controllers with a manager.
 func Setup(mgr manager.Manager, opts Options) error {
+	switch opts.PolicyReports {
+	case "", ReportsAuto, ReportsOpenReports, ReportsWGPolicy, ReportsOff:
+	default:
+		return fmt.Errorf("policy reports %q: want %s, %s, %s or %s", opts.PolicyReports, ReportsAuto, ReportsOpenReports, ReportsWGPolicy, ReportsOff)
+	}
 	m, err := DefaultMetrics()
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -109,7 +118,29 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("set up model controller: %w", err)
 	}
 
+	reportQueue := &queueRef[reconcile.Request]{}
+	reports := &ReportReconciler{
+		Cache:     mgr.GetCache(),
+		APIReader: mgr.GetAPIReader(),
+		Writer:    mgr.GetClient(),
+		Mapper:    mgr.GetRESTMapper(),
+		Registry:  registry,
+		Mode:      opts.PolicyReports,
+	}
+	rc, err := controller.NewTyped[reconcile.Request]("policyreport", mgr, controller.TypedOptions[reconcile.Request]{Reconciler: reports})
+	if err != nil {
+		return fmt.Errorf("set up report controller: %w", err)
+	}
+	if err := rc.Watch(reportQueue.source()); err != nil {
+		return fmt.Errorf("watch report requests: %w", err)
+	}
+
 	workloads := &WorkloadReconciler{
+		NamespaceChanged: func(ns string) {
+			if ns != "" && opts.PolicyReports != ReportsOff {
+				reportQueue.addAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}}, reportDelay)
+			}
+		},
 		Reader:             mgr.GetCache(),
 		Writer:             mgr.GetClient(),
 		Registry:           registry,

@@ -40,6 +40,9 @@ type WorkloadReconciler struct {
 	Metrics  *Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
+	// NamespaceChanged, when set, is told the namespace of every object
+	// evaluated or forgotten (for the namespace's policy reports).
+	NamespaceChanged func(namespace string)
 }
 
 // Reconcile brings one object's operator-owned metadata up to date.
@@ -51,6 +54,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Tally.Forget(key)
+			r.namespaceChanged(key.Namespace)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("get %s: %w", key, err)
@@ -59,6 +63,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 		// Going away: its annotations go with it, and a write would only race
 		// the deletion.
 		r.Tally.Forget(key)
+		r.namespaceChanged(key.Namespace)
 		return reconcile.Result{}, nil
 	}
 
@@ -106,7 +111,14 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 		r.Events.WaiverIgnored(obj, w)
 	}
 	r.Tally.Record(key, res)
+	r.namespaceChanged(key.Namespace)
 	return reconcile.Result{}, nil
+}
+
+func (r *WorkloadReconciler) namespaceChanged(ns string) {
+	if r.NamespaceChanged != nil {
+		r.NamespaceChanged(ns)
+	}
 }
 
 // relatedObjects lists, from the cache, the related objects the matching

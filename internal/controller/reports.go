@@ -1,0 +1,244 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/report"
+)
+
+// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;create;patch;delete
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;create;patch;delete
+
+// Values of Options.PolicyReports.
+const (
+	// ReportsAuto writes openreports.io Reports when that CRD is installed,
+	// else wgpolicyk8s.io PolicyReports when that one is, else nothing.
+	ReportsAuto = "auto"
+	// ReportsOpenReports writes openreports.io/v1alpha1 Reports.
+	ReportsOpenReports = "openreports"
+	// ReportsWGPolicy writes wgpolicyk8s.io/v1alpha2 PolicyReports.
+	ReportsWGPolicy = "wgpolicyk8s"
+	// ReportsOff writes no report.
+	ReportsOff = "off"
+)
+
+const (
+	// reportDelay coalesces the changes of a namespace's objects into one
+	// report write.
+	reportDelay = 2 * time.Second
+	// reportKindRecheck is how long a missing report CRD is remembered.
+	reportKindRecheck = 30 * time.Second
+)
+
+// ReportReconciler keeps, per namespace, policy reports with one result per
+// annotated object and duty, built from the duties annotations in the
+// cache. It writes a report only when its results change, and removes its
+// reports from a namespace that has no results left.
+type ReportReconciler struct {
+	// Cache reads the annotated objects.
+	Cache client.Reader
+	// APIReader reads existing reports (they are not cached: the operator
+	// only needs them when its own content changes).
+	APIReader client.Reader
+	Writer    client.Client
+	Mapper    meta.RESTMapper
+	Registry  *Registry
+	Mode      string
+
+	mu sync.Mutex
+	// written holds, per namespace, the content last written or confirmed.
+	written map[string]string
+	// kind is the report kind in use; checked is when a missing kind was seen.
+	kind    *schema.GroupVersionKind
+	checked time.Time
+}
+
+// Reconcile brings one namespace's reports up to date.
+func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	gvk, ok := r.reportKind()
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	ns := req.Name
+	objects, err := r.annotatedObjects(ctx, ns)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	models := map[string]*evaluate.Model{}
+	for _, o := range objects {
+		for name := range o.Duties {
+			if m := r.Registry.Get(name); m != nil {
+				models[name] = m
+			}
+		}
+	}
+	desired := report.Build(gvk, ns, objects, models, report.MaxResults)
+	fingerprint, err := json.Marshal(contents(desired))
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("encode reports of %s: %w", ns, err)
+	}
+	r.mu.Lock()
+	same := r.written[ns] == string(fingerprint)
+	r.mu.Unlock()
+	if same {
+		return reconcile.Result{}, nil
+	}
+	for _, want := range desired {
+		if err := r.write(ctx, want); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if err := r.deleteStale(ctx, gvk, ns, len(desired)); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.mu.Lock()
+	if r.written == nil {
+		r.written = map[string]string{}
+	}
+	r.written[ns] = string(fingerprint)
+	r.mu.Unlock()
+	return reconcile.Result{}, nil
+}
+
+// reportKind returns the report kind to write, per Mode and the CRDs served.
+func (r *ReportReconciler) reportKind() (schema.GroupVersionKind, bool) {
+	var candidates []schema.GroupVersionKind
+	switch r.Mode {
+	case ReportsOff:
+		return schema.GroupVersionKind{}, false
+	case ReportsOpenReports:
+		candidates = []schema.GroupVersionKind{report.OpenReports}
+	case ReportsWGPolicy:
+		candidates = []schema.GroupVersionKind{report.WGPolicy}
+	default:
+		candidates = []schema.GroupVersionKind{report.OpenReports, report.WGPolicy}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kind != nil {
+		return *r.kind, true
+	}
+	if time.Since(r.checked) < reportKindRecheck {
+		return schema.GroupVersionKind{}, false
+	}
+	for _, gvk := range candidates {
+		if _, err := r.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
+			r.kind = &gvk
+			return gvk, true
+		}
+	}
+	r.checked = time.Now()
+	return schema.GroupVersionKind{}, false
+}
+
+// annotatedObjects lists, from the cache, the namespace's objects of every
+// target kind that carry a duties annotation.
+func (r *ReportReconciler) annotatedObjects(ctx context.Context, ns string) ([]report.Object, error) {
+	var out []report.Object
+	for gvk := range r.Registry.Kinds() {
+		if !r.Registry.IsTarget(gvk) {
+			continue
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.Cache.List(ctx, list, client.InNamespace(ns)); err != nil {
+			if errors.As(err, new(*cache.ErrResourceNotCached)) || meta.IsNoMatchError(err) {
+				continue // not watched (yet): its objects carry no annotations of ours
+			}
+			return nil, fmt.Errorf("list %s in %s: %w", gvk.Kind, ns, err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			raw, ok := o.GetAnnotations()[v1alpha1.AnnotationDuties]
+			if !ok {
+				continue
+			}
+			out = append(out, report.Object{
+				APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(),
+				Name: o.GetName(), UID: string(o.GetUID()), Duties: evaluate.ParseDuties(raw),
+			})
+		}
+	}
+	return out, nil
+}
+
+// write applies a report unless the stored one has the same content.
+func (r *ReportReconciler) write(ctx context.Context, want *unstructured.Unstructured) error {
+	existing := &unstructured.Unstructured{}
+	existing.SetGroupVersionKind(want.GroupVersionKind())
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), existing)
+	switch {
+	case err == nil && equality.Semantic.DeepEqual(normalize(report.Content(existing)), normalize(report.Content(want))):
+		return nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("get report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+	}
+	if err := r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(want),
+		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply report %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+	}
+	log.FromContext(ctx).V(1).Info("wrote policy report", "namespace", want.GetNamespace(), "name", want.GetName())
+	return nil
+}
+
+// deleteStale deletes the operator's reports of a namespace beyond the first
+// keep chunks.
+func (r *ReportReconciler) deleteStale(ctx context.Context, gvk schema.GroupVersionKind, ns string, keep int) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{report.LabelManagedBy: report.Source}); err != nil {
+		return fmt.Errorf("list reports in %s: %w", ns, err)
+	}
+	wanted := map[string]bool{}
+	for i := range keep {
+		wanted[report.ChunkName(i)] = true
+	}
+	for i := range list.Items {
+		if wanted[list.Items[i].GetName()] {
+			continue
+		}
+		if err := r.Writer.Delete(ctx, &list.Items[i]); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete report %s/%s: %w", ns, list.Items[i].GetName(), err)
+		}
+	}
+	return nil
+}
+
+func contents(reports []*unstructured.Unstructured) []map[string]any {
+	out := make([]map[string]any, len(reports))
+	for i, u := range reports {
+		out[i] = report.Content(u)
+	}
+	return out
+}
+
+// normalize round-trips content through JSON so that numbers compare equal
+// whether they came from the server (int64) or were built here.
+func normalize(v map[string]any) any {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return v
+	}
+	return out
+}
