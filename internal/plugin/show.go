@@ -1,0 +1,233 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// maxEvents is how many of an object's most recent events show prints.
+const maxEvents = 10
+
+// ObjectView is what show prints: one object's matrix, duties and events.
+type ObjectView struct {
+	ObjectRef
+	Status         string      `json:"status,omitempty"`
+	Models         []string    `json:"models"`
+	Provider       string      `json:"provider,omitempty"`
+	Service        string      `json:"service,omitempty"`
+	Matrix         []MatrixRow `json:"matrix"`
+	Duties         []DutyRow   `json:"duties"`
+	IgnoredWaivers []string    `json:"ignoredWaivers,omitempty"`
+	Events         []Event     `json:"events"`
+	// Problems are annotations that could not be read and events that
+	// could not be listed.
+	Problems []string `json:"problems,omitempty"`
+
+	matrixProblem, dutiesProblem, eventsProblem string
+}
+
+func newShowCommand(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show KIND/NAME",
+		Short: "Show an object's responsibility matrix, its customer duties and the operator's events",
+		Long: `Show what the responsibility-operator wrote on one object: the matrix of every
+model that applies (who is responsible for what), the state of each customer duty
+with what to do and how to waive it, and the object's recent responsibility events.
+KIND is resolved like kubectl does: a short name, a plural, or resource.group.`,
+		Example: `  kubectl responsibility show vm/web-vm -n shop
+  kubectl responsibility show clusters.postgresql.cnpg.io/orders-db
+  kubectl responsibility show deployment wordpress -o yaml`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.show(cmd.Context(), args) },
+	}
+}
+
+func (o *Options) show(ctx context.Context, args []string) error {
+	c, err := o.cluster()
+	if err != nil {
+		return err
+	}
+	ns, err := c.DefaultNamespace()
+	if err != nil {
+		return err
+	}
+	obj, err := c.Get(ctx, ns, args)
+	if err != nil {
+		return err
+	}
+	view := newObjectView(obj, waiverPolicies(ctx, c))
+	events, err := c.Events(ctx, obj)
+	if err != nil {
+		view.eventsProblem = fmt.Sprintf("could not be read: %v", err)
+		view.Problems = append(view.Problems, "events "+view.eventsProblem)
+	}
+	view.Events = recentEvents(events)
+	if o.Output != outputTable {
+		return printData(o.Streams.Out, o.Output, view)
+	}
+	w := &printer{w: o.Streams.Out}
+	return w.done(o.printObject(w, view))
+}
+
+// waiverPolicies returns the waiver policy of every model the user may
+// read; nil when the user may not list models, which is fine for show.
+func waiverPolicies(ctx context.Context, c Cluster) map[string]v1alpha1.WaiverPolicy {
+	models, err := c.Models(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]v1alpha1.WaiverPolicy, len(models))
+	for i := range models {
+		out[models[i].Name] = models[i].Spec.Waivers
+	}
+	return out
+}
+
+func newObjectView(obj *unstructured.Unstructured, policies map[string]v1alpha1.WaiverPolicy) ObjectView {
+	objAnnotations := obj.GetAnnotations()
+	a := readAnnotations(objAnnotations)
+	view := ObjectView{
+		ObjectRef:      refOf(obj),
+		Status:         obj.GetLabels()[v1alpha1.LabelStatus],
+		Models:         a.Models,
+		Provider:       a.Provider,
+		Service:        a.Service,
+		Matrix:         a.Matrix,
+		Duties:         a.Duties,
+		IgnoredWaivers: a.IgnoredWaivers,
+		matrixProblem:  a.MatrixProblem,
+		dutiesProblem:  a.DutiesProblem,
+	}
+	for _, p := range []string{a.MatrixProblem, a.DutiesProblem} {
+		if p != "" {
+			view.Problems = append(view.Problems, p)
+		}
+	}
+	for i := range view.Duties {
+		view.Duties[i].Waive = waiveHint(view.Duties[i], objAnnotations, a.IgnoredWaivers, policies)
+	}
+	return view
+}
+
+// recentEvents sorts events oldest first and keeps the last maxEvents.
+func recentEvents(events []Event) []Event {
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Last.Before(events[j].Last) })
+	if len(events) > maxEvents {
+		events = events[len(events)-maxEvents:]
+	}
+	if events == nil {
+		events = []Event{}
+	}
+	return events
+}
+
+func (o *Options) printObject(w *printer, v ObjectView) error {
+	gvk := v.GVK()
+	if err := printFields(w,
+		"Object", v.String(),
+		"Status", v.Status,
+		"Models", strings.Join(v.Models, ", "),
+		"Provider", v.Provider,
+		"Service", v.Service,
+		"Ignored waivers?", strings.Join(v.IgnoredWaivers, ", "),
+	); err != nil {
+		return err
+	}
+	if len(v.Models) == 0 && len(v.Matrix) == 0 && len(v.Duties) == 0 && len(v.Problems) == 0 {
+		w.println("\nNo ResponsibilityModel applies to this object: it carries no responsibility.io annotations.")
+	}
+	for _, section := range []func(*printer, ObjectView, schema.GroupVersionKind) error{o.printMatrix, o.printDuties, o.printEvents} {
+		if err := section(w, v, gvk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// section prints a section's title, followed by its problem when it has
+// one. It returns whether the section's rows are to be printed.
+func section(w *printer, title, problem string, rows int) bool {
+	if problem == "" && rows == 0 {
+		return false
+	}
+	w.printf("\n%s\n", title)
+	if problem != "" {
+		w.printf("  %s\n", sanitize(problem))
+		return false
+	}
+	return true
+}
+
+func (o *Options) printMatrix(w *printer, v ObjectView, _ schema.GroupVersionKind) error {
+	if !section(w, "MATRIX", v.matrixProblem, len(v.Matrix)) {
+		return nil
+	}
+	t := newTable("MODEL", "AREA", "PROVIDER", "CUSTOMER")
+	for _, m := range v.Matrix {
+		t.add(m.Model, m.Area, m.Provider, m.Customer)
+	}
+	return t.print(w, o.Color)
+}
+
+func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionKind) error {
+	if !section(w, "DUTIES", v.dutiesProblem, len(v.Duties)) {
+		return nil
+	}
+	t := newTable("MODEL", "DUTY", "STATE", "MESSAGE", "WAIVE WITH")
+	t.stateColumn = 2
+	waivable := ""
+	for _, d := range v.Duties {
+		t.add(d.Model, d.Duty, string(d.State), d.Message, d.Waive)
+		if waivable == "" && strings.HasPrefix(d.Waive, v1alpha1.AnnotationWaivePrefix) {
+			waivable = d.Waive
+		}
+	}
+	if err := t.print(w, o.Color); err != nil {
+		return err
+	}
+	if waivable != "" {
+		nsFlag := ""
+		if v.Namespace != "" {
+			nsFlag = "-n " + v.Namespace + " "
+		}
+		w.printf("\nFix an unmet duty, or waive it with a reason, for example:\n  kubectl annotate %s%s %s\n", nsFlag, resourceArg(gvk, v.Name), sanitize(waivable))
+	}
+	return nil
+}
+
+func (o *Options) printEvents(w *printer, v ObjectView, _ schema.GroupVersionKind) error {
+	problem := v.eventsProblem
+	if problem == "" && len(v.Events) == 0 {
+		problem = "none in the event retention window"
+	}
+	if !section(w, "EVENTS", problem, len(v.Events)) {
+		return nil
+	}
+	t := newTable("AGE", "TYPE", "REASON", "MESSAGE")
+	for _, e := range v.Events {
+		t.add(eventAge(e, o.Now()), e.Type, e.Reason, e.Message)
+	}
+	return t.print(w, o.Color)
+}
+
+// eventAge is the age column of kubectl describe: "5m", or "5m (x3 over 20m)".
+func eventAge(e Event, now time.Time) string {
+	if e.Last.IsZero() {
+		return "unknown"
+	}
+	age := duration.HumanDuration(now.Sub(e.Last))
+	if e.Count > 1 && !e.First.IsZero() {
+		return fmt.Sprintf("%s (x%d over %s)", age, e.Count, duration.HumanDuration(now.Sub(e.First)))
+	}
+	return age
+}

@@ -1,0 +1,147 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+)
+
+// UnmetRow is one unmet or unknown duty of one object.
+type UnmetRow struct {
+	ObjectRef
+	Model   string             `json:"model"`
+	Duty    string             `json:"duty"`
+	State   v1alpha1.DutyState `json:"state"`
+	Message string             `json:"message,omitempty"`
+}
+
+func newUnmetCommand(o *Options) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "unmet [-A | -n NAMESPACE]",
+		Short: "List every unmet or unknown customer duty, one row per duty",
+		Long: `List the objects the operator labelled responsibility.io/status=unmet or unknown,
+one row per unmet or unknown duty. With permission to list ResponsibilityModels it
+lists their target kinds; without (a tenant with a namespaced Role), it lists every
+namespaced kind that discovery reports and skips the kinds it may not read.`,
+		Example: `  kubectl responsibility unmet -n team-a
+  kubectl responsibility unmet -A -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.unmet(cmd.Context(), all) },
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List the duties of every namespace.")
+	return cmd
+}
+
+func (o *Options) unmet(ctx context.Context, all bool) error {
+	c, err := o.cluster()
+	if err != nil {
+		return err
+	}
+	ns := ""
+	if !all {
+		if ns, err = c.DefaultNamespace(); err != nil {
+			return err
+		}
+	}
+	flagged, err := c.Flagged(ctx, ns)
+	if err != nil {
+		return err
+	}
+	for _, w := range flagged.Warnings {
+		o.errorf("Warning: %s\n", sanitize(w))
+	}
+	if flagged.Listed == 0 && len(flagged.Forbidden) > 0 {
+		o.errorf("Warning: you may not list any of the %d kinds that could carry duties %s (%s)%s\n",
+			len(flagged.Forbidden), scope(ns), summarize(flagged.Forbidden, 5), allNamespacesHint(all))
+	}
+	rows := unmetRows(flagged.Objects)
+	if o.Output != outputTable {
+		if rows == nil {
+			rows = []UnmetRow{}
+		}
+		return printData(o.Streams.Out, o.Output, rows)
+	}
+	if len(rows) == 0 {
+		o.errorf("No unmet or unknown duties found %s.\n", scope(ns))
+		return nil
+	}
+	t := newTable("NAMESPACE", "KIND", "NAME", "MODEL", "DUTY", "STATE", "MESSAGE")
+	t.stateColumn = 5
+	for _, r := range rows {
+		t.add(r.Namespace, kindName(r.GVK()), r.Name, r.Model, r.Duty, string(r.State), r.Message)
+	}
+	return t.print(o.Streams.Out, o.Color)
+}
+
+func scope(ns string) string {
+	if ns == "" {
+		return "in any namespace"
+	}
+	return "in namespace " + ns
+}
+
+func allNamespacesHint(all bool) string {
+	if all {
+		return ": a namespaced Role does not allow listing across namespaces, use -n NAMESPACE"
+	}
+	return ""
+}
+
+// summarize lists at most n names and counts the rest.
+func summarize(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}
+
+// unmetRows are the unmet and unknown duties of flagged objects, sorted by
+// namespace, kind, name, model and duty. An object whose duties annotation
+// does not parse, or lists no such duty although the label says so, gets
+// one Unknown row that says why.
+func unmetRows(objects []Flagged) []UnmetRow {
+	var rows []UnmetRow
+	for _, obj := range objects {
+		base := UnmetRow{ObjectRef: ObjectRef{APIVersion: obj.GVK.GroupVersion().String(), Kind: obj.GVK.Kind, Namespace: obj.Namespace, Name: obj.Name}}
+		duties, err := parseDuties(obj.Annotations[v1alpha1.AnnotationDuties])
+		if err != nil {
+			r := base
+			r.State, r.Message = v1alpha1.DutyUnknown, err.Error()
+			rows = append(rows, r)
+			continue
+		}
+		found := false
+		for _, d := range duties {
+			if d.State != v1alpha1.DutyUnmet && d.State != v1alpha1.DutyUnknown {
+				continue
+			}
+			found = true
+			r := base
+			r.Model, r.Duty, r.State, r.Message = d.Model, d.Duty, d.State, d.Message
+			rows = append(rows, r)
+		}
+		if !found {
+			r := base
+			r.State = v1alpha1.DutyUnknown
+			r.Message = fmt.Sprintf("labelled %s=%s, but the annotation %s lists no unmet or unknown duty: the operator has not evaluated it yet, or someone edited it",
+				v1alpha1.LabelStatus, obj.Labels[v1alpha1.LabelStatus], v1alpha1.AnnotationDuties)
+			rows = append(rows, r)
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		for _, pair := range [][2]string{{a.Namespace, b.Namespace}, {a.Kind, b.Kind}, {a.APIVersion, b.APIVersion}, {a.Name, b.Name}, {a.Model, b.Model}, {a.Duty, b.Duty}} {
+			if pair[0] != pair[1] {
+				return pair[0] < pair[1]
+			}
+		}
+		return false
+	})
+	return rows
+}
