@@ -31,7 +31,7 @@ help: ## Show this help.
 ##@ Quick start
 
 .PHONY: demo
-demo: controlplane build ## Start a local control plane, apply sample models and workloads, run the operator, show the annotated objects.
+demo: controlplane build install-plugin ## Start a local control plane, apply sample models and workloads, run the operator, show the annotated objects.
 	go run ./hack/demo
 
 .PHONY: test
@@ -89,6 +89,14 @@ run: manifests ## Run the operator against the current kubeconfig.
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build -t $(IMG) .
+
+.PHONY: install-plugin
+install-plugin: ## Build the kubectl plugin into bin/kubectl-responsibility and say how to put it on PATH.
+	go build -o $(LOCALBIN)/kubectl-responsibility ./cmd/kubectl-responsibility
+	@echo "Built $(LOCALBIN)/kubectl-responsibility. kubectl runs plugins named kubectl-* found on PATH:"
+	@echo "  export PATH=\"$(LOCALBIN):\$$PATH\"                 # this shell only, or"
+	@echo "  install -m 0755 $(LOCALBIN)/kubectl-responsibility ~/.local/bin/   # a directory already on PATH"
+	@echo "then: kubectl responsibility --help   (kubectl plugin list shows it)"
 
 ##@ Deployment (current kubeconfig)
 

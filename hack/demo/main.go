@@ -51,12 +51,13 @@ func run() error {
 	}
 	hold := flag.Bool("hold", term.IsTerminal(int(os.Stdin.Fd())), "keep the control plane and operator running until Ctrl-C")
 	manager := flag.String("manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
+	plugin := flag.String("plugin", filepath.Join(root, "bin", "kubectl-responsibility"), "the kubectl plugin (make install-plugin)")
 	assets := flag.String("assets", filepath.Join(root, "bin", "k8s"), "directory with kube-apiserver, etcd and kubectl (make controlplane)")
 	workDir := flag.String("dir", filepath.Join(root, "tmp", "demo"), "directory for the kubeconfig and logs")
 	timeout := flag.Duration("timeout", 2*time.Minute, "how long to wait for the workloads to be annotated")
 	flag.Parse()
 
-	for _, f := range []string{*manager, filepath.Join(*assets, "kube-apiserver"), filepath.Join(*assets, "kubectl")} {
+	for _, f := range []string{*manager, *plugin, filepath.Join(*assets, "kube-apiserver"), filepath.Join(*assets, "kubectl")} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s is missing: run `make demo`, which builds it", f)
 		}
@@ -149,15 +150,27 @@ func run() error {
 		return err
 	}
 
+	step("Policy reports for existing report UIs (kubectl get reports.openreports.io -A)")
+	if err := kubectl("get", "reports.openreports.io", "-A"); err != nil {
+		return err
+	}
+
 	step("The webhook refuses a model whose rule does not compile")
 	if err := kubectlStdin(ctx, *assets, kubeconfigPath, brokenModel, "apply", "-f", "-"); err == nil {
 		return errors.New("the webhook admitted a model with a broken rule")
 	}
 
+	step("What a tenant sees at the terminal: kubectl responsibility unmet -A")
+	pluginPath := "PATH=" + filepath.Dir(*plugin) + string(os.PathListSeparator) + os.Getenv("PATH")
+	if err := runKubectlEnv(ctx, *assets, kubeconfigPath, []string{pluginPath}, "responsibility", "unmet", "-A"); err != nil {
+		return err
+	}
+
 	if !*hold {
 		return nil
 	}
-	fmt.Printf("\nThe control plane and the operator keep running. Explore with:\n\n  export KUBECONFIG=%s\n  %s get rm\n\nPress Ctrl-C to stop and tear everything down.\n", kubeconfigPath, filepath.Join(*assets, "kubectl"))
+	fmt.Printf("\nThe control plane and the operator keep running. Explore with:\n\n  export KUBECONFIG=%s PATH=%s:%s:$PATH\n  kubectl get rm\n  kubectl responsibility show -n legacy clusters.postgresql.cnpg.io/scratch-db\n\nPress Ctrl-C to stop and tear everything down.\n",
+		kubeconfigPath, *assets, filepath.Dir(*plugin))
 	<-ctx.Done()
 	return nil
 }
@@ -205,8 +218,13 @@ func step(msg string) {
 }
 
 func runKubectl(ctx context.Context, assets, kubeconfig string, args ...string) error {
+	return runKubectlEnv(ctx, assets, kubeconfig, nil, args...)
+}
+
+// runKubectlEnv runs kubectl with extra environment variables (later ones win).
+func runKubectlEnv(ctx context.Context, assets, kubeconfig string, env []string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)

@@ -31,8 +31,15 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("build manager: %v\n%s", err, out)
 	}
 
+	plugin := filepath.Join(dir, "kubectl-responsibility")
+	build = exec.CommandContext(ctx, "go", "build", "-o", plugin, "./cmd/kubectl-responsibility")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build plugin: %v\n%s", err, out)
+	}
+
 	demo := exec.CommandContext(ctx, "go", "run", "./hack/demo", "-hold=false",
-		"-manager="+manager, "-assets="+assets, "-dir="+dir)
+		"-manager="+manager, "-plugin="+plugin, "-assets="+assets, "-dir="+dir)
 	demo.Dir = root
 	var out bytes.Buffer
 	demo.Stdout, demo.Stderr = &out, &out
