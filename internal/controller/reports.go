@@ -102,11 +102,11 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	for _, want := range desired {
 		if err := r.write(ctx, want); err != nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, r.forgetKindIfGone(err)
 		}
 	}
 	if err := r.deleteStale(ctx, gvk, ns, len(desired)); err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, r.forgetKindIfGone(err)
 	}
 	r.mu.Lock()
 	if r.written == nil {
@@ -146,6 +146,17 @@ func (r *ReportReconciler) reportKind() (schema.GroupVersionKind, bool) {
 	}
 	r.checked = time.Now()
 	return schema.GroupVersionKind{}, false
+}
+
+// forgetKindIfGone makes the next reconcile choose the report kind again
+// when the chosen kind's CRD was uninstalled; the error is retried.
+func (r *ReportReconciler) forgetKindIfGone(err error) error {
+	if meta.IsNoMatchError(err) {
+		r.mu.Lock()
+		r.kind, r.written = nil, nil
+		r.mu.Unlock()
+	}
+	return err
 }
 
 // annotatedObjects lists, from the cache, the namespace's objects of every
