@@ -285,3 +285,16 @@ type ResponsibilityModelList struct {
 	// Items are the models.
 	Items []ResponsibilityModel `json:"items"`
 }
+
+// TargetKinds returns the distinct kinds the spec targets, in spec order.
+func (s *ResponsibilityModelSpec) TargetKinds() []string {
+	kinds := make([]string, 0, len(s.Targets))
+	seen := make(map[string]bool, len(s.Targets))
+	for _, t := range s.Targets {
+		if !seen[t.Kind] {
+			seen[t.Kind] = true
+			kinds = append(kinds, t.Kind)
+		}
+	}
+	return kinds
+}

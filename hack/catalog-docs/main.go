@@ -53,7 +53,7 @@ func run(root, out string) error {
 	b.WriteString("| model | service | provider | targets | areas | duties |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, rm := range models {
 		fmt.Fprintf(&b, "| [`%s`](#%s) | %s | %s | %s | %d | %d |\n", rm.Name, rm.Name, cell(rm.Spec.Service), cell(rm.Spec.Provider),
-			strings.Join(targetKinds(rm), ", "), len(rm.Spec.Areas), dutyCount(rm))
+			strings.Join(rm.Spec.TargetKinds(), ", "), len(rm.Spec.Areas), dutyCount(rm))
 	}
 	for _, rm := range models {
 		writeModel(&b, rm)
@@ -103,18 +103,6 @@ func writeModel(b *bytes.Buffer, rm *v1alpha1.ResponsibilityModel) {
 			fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", d.Name, severity, cell(d.Description), strings.Join(reads, "; "))
 		}
 	}
-}
-
-func targetKinds(rm *v1alpha1.ResponsibilityModel) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, t := range rm.Spec.Targets {
-		if !seen[t.Kind] {
-			seen[t.Kind] = true
-			out = append(out, t.Kind)
-		}
-	}
-	return out
 }
 
 func dutyCount(rm *v1alpha1.ResponsibilityModel) int {

@@ -337,7 +337,7 @@ func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.Respons
 	before := rm.Status.DeepCopy()
 	st := &rm.Status
 	st.ObservedGeneration = rm.Generation
-	st.TargetKinds = targetKinds(&rm.Spec)
+	st.TargetKinds = strings.Join(rm.Spec.TargetKinds(), ",")
 	st.MatchedObjects, st.UnmetObjects, st.Duties = r.Tally.Counts(rm.Name)
 
 	setCondition(st, rm.Generation, v1alpha1.ConditionRulesValid, cm.err == nil, v1alpha1.ReasonRulesCompiled, "Every rule compiles.",
@@ -410,17 +410,4 @@ func errString(err error) string {
 // modelRequest is the reconcile request of a model.
 func modelRequest(name string) reconcile.Request {
 	return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
-}
-
-// targetKinds joins the distinct target kinds of a spec, in spec order.
-func targetKinds(spec *v1alpha1.ResponsibilityModelSpec) string {
-	kinds := make([]string, 0, len(spec.Targets))
-	seen := map[string]bool{}
-	for _, t := range spec.Targets {
-		if !seen[t.Kind] {
-			seen[t.Kind] = true
-			kinds = append(kinds, t.Kind)
-		}
-	}
-	return strings.Join(kinds, ",")
 }

@@ -117,6 +117,19 @@ func (r *Registry) IsTarget(gvk schema.GroupVersionKind) bool {
 	return len(r.byTarget[gvk]) > 0
 }
 
+// TargetKinds returns the kinds some installed model targets.
+func (r *Registry) TargetKinds() []schema.GroupVersionKind {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]schema.GroupVersionKind, 0, len(r.byTarget))
+	for k, models := range r.byTarget {
+		if len(models) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // DependentTargets returns the target kinds whose models read a related kind,
 // with the namespace they read it from.
 func (r *Registry) DependentTargets(related schema.GroupVersionKind) []Dependent {

@@ -163,10 +163,7 @@ func (r *ReportReconciler) forgetKindIfGone(err error) error {
 // target kind that carry a duties annotation.
 func (r *ReportReconciler) annotatedObjects(ctx context.Context, ns string) ([]report.Object, error) {
 	var out []report.Object
-	for gvk := range r.Registry.Kinds() {
-		if !r.Registry.IsTarget(gvk) {
-			continue
-		}
+	for _, gvk := range r.Registry.TargetKinds() {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := r.Cache.List(ctx, list, client.InNamespace(ns)); err != nil {

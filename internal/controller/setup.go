@@ -181,10 +181,7 @@ func namespaceHandler(w *Watcher, registry *Registry) handler.TypedEventHandler[
 				maps.Equal(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) {
 				return
 			}
-			for gvk := range registry.Kinds() {
-				if !registry.IsTarget(gvk) {
-					continue
-				}
+			for _, gvk := range registry.TargetKinds() {
 				if err := w.EnqueueKind(ctx, gvk, e.ObjectNew.GetName()); err != nil {
 					log.FromContext(ctx).Error(err, "re-evaluate namespace", "namespace", e.ObjectNew.GetName(), "gvk", gvk.String())
 				}

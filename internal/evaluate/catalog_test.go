@@ -25,8 +25,8 @@ func TestCatalogOnSamples(t *testing.T) {
 	related := map[string]map[schema.GroupVersionKind][]map[string]any{} // namespace → kind → objects
 	relatedKinds := map[schema.GroupVersionKind]bool{}
 	for _, m := range set.Models {
-		for _, gvk := range m.RelatedKinds() {
-			relatedKinds[gvk] = true
+		for _, src := range m.RelatedSources() {
+			relatedKinds[src.GVK] = true
 		}
 	}
 	for _, o := range set.Objects {

@@ -27,8 +27,6 @@ type Model struct {
 
 	// matrixJSON is this model's entry of the matrix annotation.
 	matrixJSON string
-	// relatedKinds are the distinct related kinds of all duties.
-	relatedKinds []schema.GroupVersionKind
 	// relatedSources are the distinct kind and namespace pairs the duties read.
 	relatedSources []RelatedSource
 }
@@ -125,7 +123,6 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 
 	matrix := make(map[string]matrixEntry, len(rm.Spec.Areas))
 	dutyNames := map[string]string{}
-	relatedSeen := map[schema.GroupVersionKind]bool{}
 	sourceSeen := map[RelatedSource]bool{}
 	for i, area := range rm.Spec.Areas {
 		areaPath := fmt.Sprintf("spec.areas[%d]", i)
@@ -145,10 +142,6 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 				continue
 			}
 			for _, r := range duty.Related {
-				if !relatedSeen[r.GVK] {
-					relatedSeen[r.GVK] = true
-					m.relatedKinds = append(m.relatedKinds, r.GVK)
-				}
 				if src := r.Source(); !sourceSeen[src] {
 					sourceSeen[src] = true
 					m.relatedSources = append(m.relatedSources, src)
@@ -246,9 +239,6 @@ func (m *Model) TargetKinds() []schema.GroupVersionKind {
 	}
 	return out
 }
-
-// RelatedKinds returns the distinct kinds the rules of this model read.
-func (m *Model) RelatedKinds() []schema.GroupVersionKind { return m.relatedKinds }
 
 // RelatedSources returns the distinct kind and namespace pairs the rules of
 // this model read.

@@ -1,24 +1,22 @@
 package plugin
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
 // Problem is one problem lint found in a model file.
@@ -171,25 +169,22 @@ func readDocuments(path string) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	docs, err := samples.Documents(raw)
+	if err != nil {
+		return nil, err
+	}
 	var out [][]byte
-	for i := 1; ; i++ {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read document %d: %w", i, err)
-		}
+	for i, doc := range docs {
 		js, err := yaml.YAMLToJSONStrict(doc)
 		if err != nil {
-			return nil, fmt.Errorf("document %d is not valid YAML: %w", i, err)
+			return nil, fmt.Errorf("document %d is not valid YAML: %w", i+1, err)
 		}
 		if t := bytes.TrimSpace(js); len(t) == 0 || string(t) == "null" {
 			continue
 		}
 		out = append(out, js)
 	}
+	return out, nil
 }
 
 // lintDocument decodes one document strictly into a ResponsibilityModel,

@@ -6,15 +6,18 @@
 package samples
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -138,15 +141,35 @@ func ReadFile(path string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	docs, err := Documents(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var out []*unstructured.Unstructured
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
+	for i, doc := range docs {
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: document %d: %w", path, i+1, err)
 		}
 		if len(u.Object) > 0 {
 			out = append(out, u)
 		}
 	}
 	return out, nil
+}
+
+// Documents splits a YAML stream into its documents, as kubectl does.
+func Documents(raw []byte) ([][]byte, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	var out [][]byte
+	for i := 1; ; i++ {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read document %d: %w", i, err)
+		}
+		out = append(out, doc)
+	}
 }
