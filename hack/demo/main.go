@@ -13,9 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -28,9 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
@@ -69,57 +66,38 @@ func run() error {
 	defer stop()
 
 	step("Starting a local control plane (kube-apiserver + etcd)")
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: *assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
-		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-		},
-	}
-	cfg, err := env.Start()
+	cluster, err := devcluster.StartCluster(devcluster.ClusterOptions{Root: root, Assets: *assets, Dir: *workDir, Webhook: true})
 	if err != nil {
-		return fmt.Errorf("start control plane: %w", err)
+		return err
 	}
 	defer func() {
 		step("Stopping the control plane")
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
-	admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, cfg)
-	if err != nil {
-		return fmt.Errorf("add admin user: %w", err)
-	}
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
-	}
-	kubeconfigPath := filepath.Join(*workDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
+	kubeconfigPath := cluster.Kubeconfig
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
 	kubectl := func(args ...string) error { return runKubectl(ctx, *assets, kubeconfigPath, args...) }
 
 	step("Starting the operator (logs: " + filepath.Join(*workDir, "manager.log") + ")")
-	mgr, ports, err := startManager(ctx, *manager, kubeconfigPath, filepath.Join(*workDir, "manager.log"), &env.WebhookInstallOptions)
+	operator, err := devcluster.StartOperator(devcluster.OperatorOptions{
+		Binary: *manager, Kubeconfig: kubeconfigPath, LogPath: filepath.Join(*workDir, "manager.log"),
+		Webhook: &cluster.Env.WebhookInstallOptions,
+	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = mgr.Process.Signal(syscall.SIGTERM)
-		_ = mgr.Wait()
-	}()
-	if err := waitReady(ctx, ports.probe, 30*time.Second); err != nil {
-		return fmt.Errorf("%w (see %s)", err, filepath.Join(*workDir, "manager.log"))
+	defer func() { _ = operator.Stop() }()
+	if err := operator.WaitReady(ctx, 30*time.Second); err != nil {
+		return err
 	}
 
 	step("Applying the catalog models: kubectl apply -k config/catalog")
@@ -145,8 +123,8 @@ func run() error {
 		return err
 	}
 
-	step(fmt.Sprintf("The operator's metrics (curl http://127.0.0.1:%d/metrics | grep ^responsibility_, histogram buckets left out)", ports.metrics))
-	if err := showMetrics(ctx, ports.metrics); err != nil {
+	step(fmt.Sprintf("The operator's metrics (curl http://127.0.0.1:%d/metrics | grep ^responsibility_, histogram buckets left out)", operator.MetricsPort))
+	if err := showMetrics(ctx, operator); err != nil {
 		return err
 	}
 
@@ -264,58 +242,11 @@ func kubectlStdin(ctx context.Context, assets, kubeconfig, stdin string, args ..
 	return nil
 }
 
-// managerPorts are where the demo's operator serves its probes and metrics.
-type managerPorts struct {
-	probe, metrics int
-}
-
-// startManager runs the operator binary against the demo control plane,
-// serving its webhook where envtest registered it, and plain-HTTP metrics on
-// loopback.
-func startManager(ctx context.Context, binary, kubeconfig, logPath string, webhook *envtest.WebhookInstallOptions) (*exec.Cmd, managerPorts, error) {
-	var ports managerPorts
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, ports, err
-	}
-	if ports.probe, err = freePort(); err != nil {
-		return nil, ports, err
-	}
-	if ports.metrics, err = freePort(); err != nil {
-		return nil, ports, err
-	}
-	cmd := exec.CommandContext(ctx, binary,
-		"--kubeconfig="+kubeconfig,
-		"--leader-elect=false",
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports.metrics),
-		"--metrics-secure=false",
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports.probe),
-		"--webhook-host="+webhook.LocalServingHost,
-		fmt.Sprintf("--webhook-port=%d", webhook.LocalServingPort),
-		"--webhook-cert-dir="+webhook.LocalServingCertDir,
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Start(); err != nil {
-		return nil, ports, fmt.Errorf("start operator: %w", err)
-	}
-	return cmd, ports, nil
-}
-
 // showMetrics prints the operator's own series from its metrics endpoint.
-func showMetrics(ctx context.Context, port int) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+func showMetrics(ctx context.Context, operator *devcluster.Operator) error {
+	raw, err := operator.MetricsText(ctx)
 	if err != nil {
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read metrics: %w", err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(line, "responsibility_") && !strings.Contains(line, "_bucket{") {
@@ -323,42 +254,6 @@ func showMetrics(ctx context.Context, port int) error {
 		}
 	}
 	return nil
-}
-
-// waitReady waits for the operator's readiness probe (which includes its
-// webhook server), so that the first kubectl apply is admitted.
-func waitReady(ctx context.Context, port int, timeout time.Duration) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
-	deadline := time.Now().Add(timeout)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the operator was not ready after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return errors.New("interrupted")
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // resourceNames returns the workloads' kinds as kubectl resource names,
