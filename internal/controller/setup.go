@@ -144,6 +144,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Reader:             mgr.GetCache(),
 		Writer:             mgr.GetClient(),
 		Registry:           registry,
+		Watcher:            watcher,
 		Tally:              tally,
 		Events:             events,
 		Metrics:            m,

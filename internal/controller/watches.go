@@ -98,6 +98,16 @@ func (w *Watcher) Synced(gvk schema.GroupVersionKind) bool {
 	return ok && kw.informer.HasSynced() && kw.registration.HasSynced()
 }
 
+// Listable reports whether the cache holds a kind's complete initial list,
+// so that a List of it from the cache misses nothing that existed when the
+// watch started.
+func (w *Watcher) Listable(gvk schema.GroupVersionKind) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	kw, ok := w.kinds[gvk]
+	return ok && kw.informer.HasSynced()
+}
+
 // Watched reports whether a kind is watched.
 func (w *Watcher) Watched(gvk schema.GroupVersionKind) bool {
 	w.mu.Lock()
@@ -149,6 +159,8 @@ func (w *Watcher) EnqueueKind(ctx context.Context, gvk schema.GroupVersionKind, 
 	if namespace != "" {
 		opts = append(opts, client.InNamespace(namespace))
 	}
+	// Only the keys are read: no copy of every object of the namespace.
+	opts = append(opts, client.UnsafeDisableDeepCopy)
 	if err := w.cache.List(ctx, list, opts...); err != nil {
 		return fmt.Errorf("list cached %s: %w", gvk, err)
 	}
@@ -159,8 +171,14 @@ func (w *Watcher) EnqueueKind(ctx context.Context, gvk schema.GroupVersionKind, 
 }
 
 // handler turns the events of one kind into workload requests.
+//
+// The objects of a kind's initial list do not fan out to the targets that
+// read them: a target reconciled before that list is complete waits for it
+// (see Listable), and one reconciled after it sees it. Without this, a
+// restart would enqueue every target of a namespace once per related object
+// in it.
 func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventHandler {
-	onObject := func(obj any) {
+	onObject := func(obj any, fanOut bool) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
@@ -171,7 +189,7 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 		if w.registry.IsTarget(gvk) {
 			w.enqueue(WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
 		}
-		if o.GetNamespace() == "" {
+		if o.GetNamespace() == "" || !fanOut {
 			return
 		}
 		for _, dep := range w.registry.DependentTargets(gvk) {
@@ -185,15 +203,15 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 			}
 		}
 	}
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc: onObject,
+	return toolscache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, isInInitialList bool) { onObject(obj, !isInInitialList) },
 		UpdateFunc: func(oldObj, newObj any) {
 			if !relevantUpdate(oldObj, newObj) {
 				return
 			}
-			onObject(newObj)
+			onObject(newObj, true)
 		},
-		DeleteFunc: onObject,
+		DeleteFunc: func(obj any) { onObject(obj, true) },
 	}
 }
 

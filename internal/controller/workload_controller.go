@@ -35,9 +35,11 @@ type WorkloadReconciler struct {
 	// Writer sends server-side apply patches.
 	Writer   client.Client
 	Registry *Registry
-	Tally    *Tally
-	Events   *EventEmitter
-	Metrics  *Metrics
+	// Watcher, when set, tells whether a related kind's cache is complete.
+	Watcher *Watcher
+	Tally   *Tally
+	Events  *EventEmitter
+	Metrics *Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
 	// NamespaceChanged, when set, is told the namespace of every object
@@ -50,8 +52,10 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	if r.ExcludedNamespaces.Has(key.Namespace) {
 		return reconcile.Result{}, nil
 	}
+	// Objects are read from the cache without a copy: nothing below
+	// modifies them (the write is a new apply configuration).
 	obj := newObject(key.GVK)
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj); err != nil {
+	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Tally.Forget(key)
 			r.namespaceChanged(key.Namespace)
@@ -70,16 +74,21 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	var nsObj map[string]any
 	if key.Namespace != "" {
 		ns := newObject(namespaceGVK)
-		if err := r.Reader.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Reader.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("get namespace of %s: %w", key, err)
 		}
 		nsObj = ns.Object
 	}
 
 	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, obj.GetLabels(), nsObj, key.Namespace != "")
-	related, err := r.relatedObjects(ctx, matched, key.Namespace)
+	related, complete, err := r.relatedObjects(ctx, matched, key.Namespace)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	if !complete {
+		// A related kind's initial list is still arriving: evaluating now
+		// could report a duty unmet for an object that is on its way.
+		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	start := time.Now()
 	res := evaluate.Evaluate(matched, evaluate.Input{GVK: key.GVK, Object: obj.Object, Namespace: nsObj, Related: related})
@@ -121,11 +130,15 @@ func (r *WorkloadReconciler) namespaceChanged(ns string) {
 	}
 }
 
+// relatedSyncRetry is how soon an object whose related kinds are still
+// being listed is evaluated again.
+const relatedSyncRetry = 250 * time.Millisecond
+
 // relatedObjects lists, from the cache, the related objects the matching
 // models read: in the object's namespace, or in the namespace a related
-// declaration names.
-func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, error) {
-	var out map[evaluate.RelatedSource][]map[string]any
+// declaration names. It reports incomplete while a watched related kind's
+// initial list is still arriving.
+func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (out map[evaluate.RelatedSource][]map[string]any, complete bool, err error) {
 	for _, m := range matched {
 		for _, src := range m.RelatedSources() {
 			if _, done := out[src]; done {
@@ -143,9 +156,12 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 				out[src] = nil
 				continue
 			}
+			if r.Watcher != nil && r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
+				return nil, false, nil
+			}
 			list := &unstructured.UnstructuredList{}
 			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := r.Reader.List(ctx, list, client.InNamespace(ns)); err != nil {
+			if err := r.Reader.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 				// A related kind that is not served (yet) has no objects:
 				// it reads as an empty list and the model's TargetsResolved
 				// condition says why. Any other error is retried.
@@ -153,7 +169,7 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 					out[src] = nil
 					continue
 				}
-				return nil, fmt.Errorf("list related %s in %q: %w", gvk.Kind, ns, err)
+				return nil, false, fmt.Errorf("list related %s in %q: %w", gvk.Kind, ns, err)
 			}
 			objs := make([]map[string]any, len(list.Items))
 			for i := range list.Items {
@@ -162,7 +178,7 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 			out[src] = objs
 		}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // apply writes the desired operator-owned metadata with server-side apply.

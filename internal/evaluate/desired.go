@@ -289,14 +289,23 @@ func Transitions(previous map[string]map[string]DutyAnnotation, r Result) []Tran
 	var out []Transition
 	for _, d := range r.Duties {
 		prev := previous[d.Model][d.Duty.Name].State
-		switch {
-		case d.State == v1alpha1.DutyUnmet && prev != v1alpha1.DutyUnmet:
-			out = append(out, Transition{DutyResult: d, Previous: prev})
-		case d.State == v1alpha1.DutyMet && prev == v1alpha1.DutyUnmet:
+		if IsTransition(prev, d.State) {
 			out = append(out, Transition{DutyResult: d, Previous: prev})
 		}
 	}
 	return out
+}
+
+// IsTransition says whether a duty's change of state deserves an event:
+// turning Unmet (or first found Unmet), or turning Met from Unmet.
+func IsTransition(previous, state v1alpha1.DutyState) bool {
+	switch state {
+	case v1alpha1.DutyUnmet:
+		return previous != v1alpha1.DutyUnmet
+	case v1alpha1.DutyMet:
+		return previous == v1alpha1.DutyUnmet
+	}
+	return false
 }
 
 func ignoredWaiverDuties(ws []IgnoredWaiver) []string {
