@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -59,6 +60,10 @@ type ModelReconciler struct {
 	Watcher  *Watcher
 	Events   *EventEmitter
 	Metrics  *Metrics
+	// Written tells which remaining claims on an object are the operator's.
+	Written *Written
+	// ExcludedNamespaces are never written, so never waited for.
+	ExcludedNamespaces sets.Set[string]
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
@@ -300,7 +305,15 @@ func (r *ModelReconciler) countNaming(ctx context.Context, gvk schema.GroupVersi
 	}
 	n := 0
 	for i := range list.Items {
-		for _, name := range modelsOf(&list.Items[i]) {
+		obj := &list.Items[i]
+		if r.ExcludedNamespaces.Has(obj.GetNamespace()) {
+			continue // never written, so never the operator's to clean
+		}
+		key := WorkloadKey{GVK: gvk, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+		if r.Written.Disowns(key, model) {
+			continue // evaluated since: what names the model is a tenant's forgery
+		}
+		for _, name := range modelsOf(obj) {
 			if name == model || model == "" {
 				n++
 				break

@@ -76,7 +76,8 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	registry := NewRegistry()
-	watcher := NewWatcher(mgr.GetCache(), registry)
+	written := NewWritten()
+	watcher := NewWatcher(mgr.GetCache(), registry, written)
 	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager), Metrics: m}
 
 	modelQueue := &queueRef[reconcile.Request]{}
@@ -95,17 +96,23 @@ func Setup(mgr manager.Manager, opts Options) error {
 	}
 
 	models := &ModelReconciler{
-		Client:   mgr.GetClient(),
-		Cache:    mgr.GetCache(),
-		Resolver: &Resolver{Mapper: mgr.GetRESTMapper(), Client: mgr.GetClient()},
-		Registry: registry,
-		Tally:    tally,
-		Watcher:  watcher,
-		Events:   events,
-		Metrics:  m,
+		Written:            written,
+		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
+		Client:             mgr.GetClient(),
+		Cache:              mgr.GetCache(),
+		Resolver:           &Resolver{Mapper: mgr.GetRESTMapper(), Client: mgr.GetClient()},
+		Registry:           registry,
+		Tally:              tally,
+		Watcher:            watcher,
+		Events:             events,
+		Metrics:            m,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("responsibilitymodel").
+		// Models are independent; a model's reconcile is mostly API round
+		// trips (access reviews, finalizer and status patches), so several
+		// at once keep a thousand models from queueing for minutes.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1alpha1.ResponsibilityModel{}).
 		WatchesRawSource(modelQueue.source()).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(
@@ -145,6 +152,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Writer:             mgr.GetClient(),
 		Registry:           registry,
 		Watcher:            watcher,
+		Written:            written,
 		Tally:              tally,
 		Events:             events,
 		Metrics:            m,

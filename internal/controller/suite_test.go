@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,38 @@ func runSuite(m *testing.M) int {
 // starts with none.
 func startManager(t *testing.T) (stop func()) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	return startManagerWith(t, managerSetup{})
+}
+
+// managerSetup changes how startManagerWith runs the operator; the zero
+// value is what startManager runs.
+type managerSetup struct {
+	// config is the identity the manager runs as; nil is the suite's admin.
+	config *rest.Config
+	// wrapTransport, when set, wraps every HTTP request the manager makes
+	// (cache, client, discovery, events), to inject faults or count requests.
+	wrapTransport func(http.RoundTripper) http.RoundTripper
+	// options are the controllers' options; nil excludes kube-system only.
+	options *Options
+}
+
+// startManagerWith is startManager with another identity, transport or
+// options.
+func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
+	t.Helper()
+	cfg := restConfig
+	if setup.config != nil {
+		cfg = setup.config
+	}
+	if setup.wrapTransport != nil {
+		cfg = rest.CopyConfig(cfg)
+		cfg.Wrap(setup.wrapTransport)
+	}
+	opts := Options{ExcludedNamespaces: []string{"kube-system"}}
+	if setup.options != nil {
+		opts = *setup.options
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -110,7 +142,7 @@ func startManager(t *testing.T) (stop func()) {
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
 	}
-	if err := Setup(mgr, Options{ExcludedNamespaces: []string{"kube-system"}}); err != nil {
+	if err := Setup(mgr, opts); err != nil {
 		t.Fatalf("set up controllers: %v", err)
 	}
 	if err := webhook.Setup(mgr); err != nil {
@@ -131,10 +163,12 @@ func startManager(t *testing.T) (stop func()) {
 		}
 	}
 	t.Cleanup(func() {
+		// Stop even when the deletion fails the test: a manager left
+		// running would hold the webhook port of the next test.
+		defer stop()
 		if !stopped {
 			deleteAllModels(t)
 		}
-		stop()
 	})
 	return stop
 }

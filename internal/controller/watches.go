@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
 // Watcher starts and stops informers for target and related kinds at run
@@ -25,6 +26,7 @@ import (
 type Watcher struct {
 	cache    cache.Cache
 	registry *Registry
+	written  *Written
 
 	mu      sync.Mutex
 	queue   workqueue.TypedRateLimitingInterface[WorkloadKey]
@@ -37,9 +39,10 @@ type kindWatch struct {
 	registration toolscache.ResourceEventHandlerRegistration
 }
 
-// NewWatcher returns a watcher over the manager's cache.
-func NewWatcher(c cache.Cache, registry *Registry) *Watcher {
-	return &Watcher{cache: c, registry: registry, kinds: map[schema.GroupVersionKind]*kindWatch{}}
+// NewWatcher returns a watcher over the manager's cache. Written tells the
+// operator's own writes apart from a tenant's change to its keys.
+func NewWatcher(c cache.Cache, registry *Registry, written *Written) *Watcher {
+	return &Watcher{cache: c, registry: registry, written: written, kinds: map[schema.GroupVersionKind]*kindWatch{}}
 }
 
 // Source is the workload controller's source: it hands the controller's queue
@@ -206,10 +209,20 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 	return toolscache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, isInInitialList bool) { onObject(obj, !isInInitialList) },
 		UpdateFunc: func(oldObj, newObj any) {
-			if !relevantUpdate(oldObj, newObj) {
+			if relevantUpdate(oldObj, newObj) {
+				onObject(newObj, true)
 				return
 			}
-			onObject(newObj, true)
+			// Only the operator's keys changed, or nothing: its own write
+			// coming back is ignored; anyone else's is corrected.
+			o, ok := newObj.(client.Object)
+			if !ok || !w.registry.IsTarget(gvk) {
+				return
+			}
+			key := WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()}
+			if !w.written.Is(key, evaluate.OwnedDigest(o.GetAnnotations(), o.GetLabels())) {
+				w.enqueue(key)
+			}
 		},
 		DeleteFunc: func(obj any) { onObject(obj, true) },
 	}

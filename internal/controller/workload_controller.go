@@ -37,6 +37,8 @@ type WorkloadReconciler struct {
 	Registry *Registry
 	// Watcher, when set, tells whether a related kind's cache is complete.
 	Watcher *Watcher
+	// Written records what each object carries after a write or a check.
+	Written *Written
 	Tally   *Tally
 	Events  *EventEmitter
 	Metrics *Metrics
@@ -57,8 +59,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	obj := newObject(key.GVK)
 	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Tally.Forget(key)
-			r.namespaceChanged(key.Namespace)
+			r.forget(key)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("get %s: %w", key, err)
@@ -66,8 +67,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	if obj.GetDeletionTimestamp() != nil {
 		// Going away: its annotations go with it, and a write would only race
 		// the deletion.
-		r.Tally.Forget(key)
-		r.namespaceChanged(key.Namespace)
+		r.forget(key)
 		return reconcile.Result{}, nil
 	}
 
@@ -96,13 +96,24 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 
 	previous := evaluate.ParseDuties(obj.GetAnnotations()[v1alpha1.AnnotationDuties])
 	previousIgnored := obj.GetAnnotations()[v1alpha1.AnnotationIgnoredWaivers]
-	if !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
+	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
+	// An object no model matches, whose remaining responsibility.io keys the
+	// operator already found there after its last write, carries a tenant's
+	// keys only: applying nothing again would change nothing.
+	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
+	if !foreignOnly && !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
 		if err := r.apply(ctx, obj, res); err != nil {
-			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			if apierrors.IsNotFound(err) {
 				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
-				// Deleted or replaced since the cache saw it: the watch brings
-				// the new state.
+				// Deleted since the cache saw it: the watch brings the deletion.
 				return reconcile.Result{}, nil
+			}
+			if apierrors.IsConflict(err) {
+				// Replaced since the cache saw it (the UID precondition), or
+				// a conflict from the server: evaluate again, with backoff,
+				// from what the cache holds by then.
+				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
+				return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
 			}
 			r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyError).Inc()
 			r.Events.ApplyFailed(obj, err)
@@ -119,9 +130,16 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	for _, w := range evaluate.NewlyIgnoredWaivers(previousIgnored, res) {
 		r.Events.WaiverIgnored(obj, w)
 	}
+	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels])
 	r.Tally.Record(key, res)
 	r.namespaceChanged(key.Namespace)
 	return reconcile.Result{}, nil
+}
+
+func (r *WorkloadReconciler) forget(key WorkloadKey) {
+	r.Written.Forget(key)
+	r.Tally.Forget(key)
+	r.namespaceChanged(key.Namespace)
 }
 
 func (r *WorkloadReconciler) namespaceChanged(ns string) {

@@ -3,6 +3,7 @@ package evaluate
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 
@@ -331,6 +332,27 @@ func NewlyIgnoredWaivers(previous string, r Result) []IgnoredWaiver {
 		}
 	}
 	return out
+}
+
+// OwnedDigest is a digest of an object's operator-owned annotations and
+// label: equal digests mean, but for a 64-bit hash collision, equal
+// metadata (OwnedMetadataEqual). A missing key differs from an empty one.
+func OwnedDigest(annotations, objLabels map[string]string) uint64 {
+	h := fnv.New64a()
+	write := func(v string, ok bool) {
+		if ok {
+			_, _ = h.Write([]byte{1})
+			_, _ = h.Write([]byte(v))
+		}
+		_, _ = h.Write([]byte{0})
+	}
+	for _, k := range v1alpha1.OwnedAnnotations {
+		v, ok := annotations[k]
+		write(v, ok)
+	}
+	v, ok := objLabels[v1alpha1.LabelStatus]
+	write(v, ok)
+	return h.Sum64()
 }
 
 // OwnedMetadataEqual reports whether an object's operator-owned annotations

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Written remembers, per object, the operator-owned metadata the operator
+// last wrote or found in place (as a digest) and the models it named. With
+// it, the echo of the operator's own write is told apart from a tenant's
+// change to the same keys, which must be corrected; and a model's cleanup
+// can tell a claim the operator still has to remove from one a tenant
+// forged, which it cannot remove and must not wait for.
+type Written struct {
+	mu sync.RWMutex
+	m  map[WorkloadKey]writtenEntry
+}
+
+type writtenEntry struct {
+	digest uint64
+	models string
+}
+
+// NewWritten returns an empty record.
+func NewWritten() *Written {
+	return &Written{m: map[WorkloadKey]writtenEntry{}}
+}
+
+// Record notes what an object carries after the operator wrote or checked it.
+func (w *Written) Record(key WorkloadKey, digest uint64, models string) {
+	w.mu.Lock()
+	w.m[key] = writtenEntry{digest: digest, models: models}
+	w.mu.Unlock()
+}
+
+// Forget drops an object that is gone.
+func (w *Written) Forget(key WorkloadKey) {
+	w.mu.Lock()
+	delete(w.m, key)
+	w.mu.Unlock()
+}
+
+// Is reports whether the object's owned metadata, as a digest, is what the
+// operator last recorded for it.
+func (w *Written) Is(key WorkloadKey, digest uint64) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	e, ok := w.m[key]
+	return ok && e.digest == digest
+}
+
+// Disowns reports whether the operator has evaluated the object and
+// recorded that it no longer names the model (with model "": any model): a
+// models annotation that still names it is not the operator's.
+func (w *Written) Disowns(key WorkloadKey, model string) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	e, ok := w.m[key]
+	if !ok {
+		return false
+	}
+	if model == "" {
+		return e.models == ""
+	}
+	return !slices.Contains(strings.Split(e.models, ","), model)
+}
