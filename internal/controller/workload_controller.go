@@ -102,6 +102,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	// keys only: applying nothing again would change nothing.
 	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
 	if !foreignOnly && !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
+		r.Written.Expect(key, digest)
 		if err := r.apply(ctx, obj, res); err != nil {
 			if apierrors.IsNotFound(err) {
 				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()

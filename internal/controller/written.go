@@ -34,6 +34,25 @@ func (w *Written) Record(key WorkloadKey, digest uint64, models string) {
 	w.mu.Unlock()
 }
 
+// Expect notes the digest a write is about to give an object, before the
+// write: its watch event may arrive before the write's response, and must
+// be recognised as the operator's own. The models are recorded only once
+// the write succeeded (Record).
+func (w *Written) Expect(key WorkloadKey, digest uint64) {
+	w.mu.Lock()
+	e, ok := w.m[key]
+	if !ok {
+		e.models = unknownModels
+	}
+	e.digest = digest
+	w.m[key] = e
+	w.mu.Unlock()
+}
+
+// unknownModels marks an object whose first write has not succeeded yet: it
+// disowns no model.
+const unknownModels = "\x00"
+
 // Forget drops an object that is gone.
 func (w *Written) Forget(key WorkloadKey) {
 	w.mu.Lock()
@@ -57,7 +76,7 @@ func (w *Written) Disowns(key WorkloadKey, model string) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	e, ok := w.m[key]
-	if !ok {
+	if !ok || e.models == unknownModels {
 		return false
 	}
 	if model == "" {
