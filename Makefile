@@ -35,8 +35,13 @@ demo: controlplane build install-plugin ## Start a local control plane, apply sa
 	go run ./hack/demo
 
 .PHONY: test
-test: verify lint controlplane ## Run every check and test: generated files, lint, unit, envtest integration and e2e.
+test: verify lint controlplane ## Run every check and test: generated files, lint, unit, envtest integration, e2e and a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory test-fuzz
+
+.PHONY: bench
+bench: controlplane build ## Measure convergence, writes, latency and memory against the API server's raw write rate (BENCH_FLAGS="-n 50000").
+	go run ./hack/bench $(BENCH_FLAGS)
 
 ##@ Development
 
@@ -71,6 +76,17 @@ lint: golangci-lint ## Run golangci-lint (includes gofmt and go vet).
 .PHONY: test-unit
 test-unit: ## Run only the unit tests (no control plane).
 	go test $(GO_TEST_FLAGS) ./api/... ./internal/evaluate/...
+
+# Fuzz by count, not time: a time-boxed run can fail spuriously on Go 1.26
+# (golang/go#75804). A failing input lands in internal/evaluate/testdata/fuzz.
+FUZZ_TARGETS ?= FuzzEvaluate FuzzParseDuties FuzzCompileRule
+FUZZ_EXECS ?= 2000
+
+.PHONY: test-fuzz
+test-fuzz: ## Fuzz rule evaluation and annotation parsing briefly (FUZZ_EXECS=100000 for longer); the seed corpus runs in every go test.
+	for target in $(FUZZ_TARGETS); do \
+		go test ./internal/evaluate/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
+	done
 
 .PHONY: test-integration
 test-integration: controlplane ## Run the envtest suites against a real kube-apiserver and etcd.

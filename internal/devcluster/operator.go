@@ -39,6 +39,8 @@ type OperatorOptions struct {
 	Webhook *envtest.WebhookInstallOptions
 	// Args are extra flags (later flags win).
 	Args []string
+	// Env are extra environment variables (NAME=value).
+	Env []string
 }
 
 // Operator is a running operator process.
@@ -84,6 +86,9 @@ func StartOperator(opts OperatorOptions) (*Operator, error) {
 		return nil, fmt.Errorf("open operator log: %w", err)
 	}
 	o.Cmd = exec.Command(opts.Binary, args...)
+	if len(opts.Env) > 0 {
+		o.Cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	o.Cmd.Stdout, o.Cmd.Stderr = o.logFile, o.logFile
 	if err := o.Cmd.Start(); err != nil {
 		_ = o.logFile.Close()
@@ -260,6 +265,27 @@ func (f Families) Sum(name string, match map[string]string) float64 {
 		}
 	}
 	return sum
+}
+
+// Mean returns the mean of a histogram's observations over the series
+// whose labels include every pair in match (0 without observations).
+func (f Families) Mean(name string, match map[string]string) float64 {
+	fam, ok := f[name]
+	if !ok {
+		return 0
+	}
+	var sum float64
+	var count uint64
+	for _, m := range fam.GetMetric() {
+		if h := m.GetHistogram(); h != nil && labelsMatch(m.GetLabel(), match) {
+			sum += h.GetSampleSum()
+			count += h.GetSampleCount()
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / float64(count)
 }
 
 func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+)
+
+// Results is what `make bench` reports; its JSON form is meant to be
+// compared between runs.
+type Results struct {
+	N           int    `json:"n"`
+	Namespaces  int    `json:"namespaces"`
+	Concurrency int    `json:"concurrency"`
+	CPUs        int    `json:"cpus"`
+	Started     string `json:"started"`
+	Baseline    struct {
+		Seconds         float64 `json:"seconds"`
+		WritesPerSecond float64 `json:"writesPerSecond"`
+		// RewriteSeconds is the same client rewriting every object's
+		// annotations with the values of the full model edit.
+		RewriteSeconds float64 `json:"rewriteSeconds"`
+		// RemoveSeconds is the same client removing its annotations again.
+		RemoveSeconds float64 `json:"removeSeconds"`
+	} `json:"baseline"`
+	Converge struct {
+		Seconds float64 `json:"seconds"`
+		// FirstWriteSeconds is when the first object was done: the
+		// operator's start-up (compile, access reviews, informer lists).
+		FirstWriteSeconds float64 `json:"firstWriteSeconds"`
+		Ratio             float64 `json:"ratioToBaseline"`
+		WritesPerObject   float64 `json:"writesPerObject"`
+		EventsCreated     float64 `json:"eventsCreated"`
+		Transitions       int     `json:"transitions"`
+		Reconciles        int     `json:"reconciles"`
+		MeanReconcileMs   float64 `json:"meanReconcileMs"`
+		MeanApplyMs       float64 `json:"meanApplyMs"`
+		MeanEvaluationMs  float64 `json:"meanEvaluationMs"`
+		// OtherWrites are the rest: model status, policy reports, leases.
+		OtherWrites float64 `json:"otherWrites"`
+	} `json:"converge"`
+	Resync struct {
+		Reconciles      int     `json:"reconciles"`
+		Writes          int     `json:"writes"`
+		WritesPerObject float64 `json:"writesPerObject"`
+	} `json:"resync"`
+	Restart struct {
+		Seconds         float64 `json:"seconds"`
+		Reconciles      int     `json:"reconciles"`
+		Writes          int     `json:"writes"`
+		WritesPerObject float64 `json:"writesPerObject"`
+		EventsCreated   float64 `json:"eventsCreated"`
+	} `json:"restart"`
+	SmallEdit EditResult    `json:"smallEdit"`
+	FanOut    EditResult    `json:"fanOut"`
+	Latency   LatencyResult `json:"latency"`
+	Memory    struct {
+		PeakRSSMiB       float64 `json:"peakRSSMiB"`
+		PeakHeapInuseMiB float64 `json:"peakHeapInuseMiB"`
+	} `json:"memory"`
+	Events struct {
+		Created           int `json:"created"`
+		CountedByOperator int `json:"countedByOperator"`
+		Transitions       int `json:"transitions"`
+	} `json:"events"`
+	Goals []Goal `json:"goals"`
+}
+
+// EditResult is a model edit's effect.
+type EditResult struct {
+	ChangedObjects int     `json:"changedObjects"`
+	Writes         int     `json:"writes"`
+	Seconds        float64 `json:"seconds"`
+	Ratio          float64 `json:"ratioToBaseline,omitempty"`
+	RatioToRewrite float64 `json:"ratioToRewriteBaseline,omitempty"`
+	EventsCreated  float64 `json:"eventsCreated"`
+}
+
+// LatencyResult is the update-to-annotation latency under a steady stream.
+type LatencyResult struct {
+	Updates         int     `json:"updates"`
+	RatePerSecond   float64 `json:"ratePerSecond"`
+	P50Ms           float64 `json:"p50ms"`
+	P99Ms           float64 `json:"p99ms"`
+	MaxMs           float64 `json:"maxMs"`
+	WritesPerUpdate float64 `json:"operatorWritesPerUpdate"`
+	EventsCreated   float64 `json:"eventsCreated"`
+	Transitions     int     `json:"transitions"`
+}
+
+// Goal is one of issue 7's targets and whether this run reached it.
+type Goal struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+func goals(r *Results) []Goal {
+	return []Goal{
+		{"converge / baseline", "≤ 1.3", fmt.Sprintf("%.2f", r.Converge.Ratio), r.Converge.Ratio <= 1.3},
+		{"writes per object, first convergence", "1", fmt.Sprintf("%.3f", r.Converge.WritesPerObject), r.Converge.WritesPerObject == 1},
+		{"writes on forced re-evaluation", "0", fmt.Sprint(r.Resync.Writes), r.Resync.Writes == 0 && r.Resync.Reconciles >= r.N},
+		{"writes on restart", "0", fmt.Sprint(r.Restart.Writes), r.Restart.Writes == 0},
+		{"writes after an edit changing few", "= changed objects", fmt.Sprintf("%d for %d", r.SmallEdit.Writes, r.SmallEdit.ChangedObjects), r.SmallEdit.Writes == r.SmallEdit.ChangedObjects},
+		{"fan-out / baseline", "≤ 1.3", fmt.Sprintf("%.2f (%.2f × a plain rewrite)", r.FanOut.Ratio, r.FanOut.RatioToRewrite), r.FanOut.Ratio <= 1.3 && r.FanOut.Writes == r.FanOut.ChangedObjects},
+		{"p99 update → annotation", "≤ 1000 ms", fmt.Sprintf("%.0f ms", r.Latency.P99Ms), r.Latency.P99Ms <= 1000},
+		{"operator peak RSS", "≤ 200 MiB", fmt.Sprintf("%.0f MiB", r.Memory.PeakRSSMiB), r.Memory.PeakRSSMiB <= 200},
+		{"events = transitions", "equal", fmt.Sprintf("%d created, %d counted, %d transitions", r.Events.Created, r.Events.CountedByOperator, r.Events.Transitions),
+			r.Events.Created == r.Events.Transitions && r.Events.CountedByOperator == r.Events.Transitions},
+	}
+}
+
+func printTable(r *Results) {
+	fmt.Printf("\nN=%d workloads, %d namespaces, concurrency %d, %d CPUs\n", r.N, r.Namespaces, r.Concurrency, r.CPUs)
+	fmt.Printf("baseline: %.2fs (%.0f writes/s); converge %.2fs; fan-out %.2fs; restart re-evaluation %.2fs; peak heap %.0f MiB\n\n",
+		r.Baseline.Seconds, r.Baseline.WritesPerSecond, r.Converge.Seconds, r.FanOut.Seconds, r.Restart.Seconds, r.Memory.PeakHeapInuseMiB)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GOAL\tTARGET\tMEASURED\tMET")
+	for _, g := range r.Goals {
+		met := "yes"
+		if !g.Met {
+			met = "NO"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Target, g.Measured, met)
+	}
+	_ = tw.Flush()
+}
