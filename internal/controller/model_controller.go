@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -67,6 +69,11 @@ type ModelReconciler struct {
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
+	// seen is the generation of each model last reconciled; settled
+	// latches once every model that existed at start was seen.
+	seen        map[string]int64
+	settleAsked time.Time
+	settled     atomic.Bool
 	// crdEpoch counts CRD changes; a resolution older than the epoch is redone.
 	crdEpoch uint64
 	// crdChanged is when a CRD last changed.
@@ -100,6 +107,7 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, fmt.Errorf("get model %s: %w", req.Name, err)
 	}
 	if !rm.DeletionTimestamp.IsZero() {
+		r.markSeen(rm)
 		return r.finalize(ctx, rm)
 	}
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.Finalizer) {
@@ -114,17 +122,21 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// Watches first: an object evaluated with the new model reads its
+	// related kinds from a cache that exists (and is waited for while it
+	// lists), never from a missing one that reads as empty.
+	for _, gvk := range cm.res.resolved {
+		if err := r.Watcher.Ensure(ctx, gvk); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if cm.model != nil {
 		if prev := r.Registry.Get(rm.Name); prev == nil || prev.Generation != cm.model.Generation {
 			r.Registry.Set(cm.model)
 			r.fanOut(ctx, prev, cm.model)
 		}
 	}
-	for _, gvk := range cm.res.resolved {
-		if err := r.Watcher.Ensure(ctx, gvk); err != nil {
-			return reconcile.Result{}, err
-		}
-	}
+	r.markSeen(rm)
 	if err := r.collectWatches(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -135,6 +147,59 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{RequeueAfter: r.unresolvedRetry()}, nil
 	}
 	return reconcile.Result{}, nil
+}
+
+// modelsSettleLimit bounds how long workloads wait for the models that
+// existed at start: a model that keeps failing must not stop the others.
+const modelsSettleLimit = time.Minute
+
+func (r *ModelReconciler) markSeen(rm *v1alpha1.ResponsibilityModel) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]int64{}
+	}
+	r.seen[rm.Name] = rm.Generation
+}
+
+// Settled reports whether every model in the cache has been through a
+// reconcile at its current generation (registered, found broken or being
+// deleted), or a minute has passed since the first question. Once true it
+// stays true: later model changes re-evaluate their objects themselves.
+func (r *ModelReconciler) Settled(ctx context.Context) bool {
+	if r.settled.Load() {
+		return true
+	}
+	r.mu.Lock()
+	if r.settleAsked.IsZero() {
+		r.settleAsked = time.Now()
+	}
+	expired := time.Since(r.settleAsked) > modelsSettleLimit
+	r.mu.Unlock()
+	if expired {
+		log.FromContext(ctx).Info("evaluating workloads although not every model is registered", "after", modelsSettleLimit)
+		r.settled.Store(true)
+		return true
+	}
+	if inf, ok := r.Cache.(cache.Informers); ok {
+		informer, err := inf.GetInformer(ctx, &v1alpha1.ResponsibilityModel{}, cache.BlockUntilSynced(false))
+		if err != nil || !informer.HasSynced() {
+			return false
+		}
+	}
+	list := &v1alpha1.ResponsibilityModelList{}
+	if err := r.Cache.List(ctx, list); err != nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range list.Items {
+		if gen, ok := r.seen[list.Items[i].Name]; !ok || gen < list.Items[i].Generation {
+			return false
+		}
+	}
+	r.settled.Store(true)
+	return true
 }
 
 // unresolvedRetry is when to re-resolve a model whose kinds are missing:

@@ -143,6 +143,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 	}
 
 	workloads := &WorkloadReconciler{
+		ModelsSettled: models.Settled,
 		NamespaceChanged: func(ns string) {
 			if ns != "" && opts.PolicyReports != ReportsOff {
 				reportQueue.addAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}}, reportDelay)

@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,9 +41,12 @@ type WorkloadReconciler struct {
 	Watcher *Watcher
 	// Written records what each object carries after a write or a check.
 	Written *Written
-	Tally   *Tally
-	Events  *EventEmitter
-	Metrics *Metrics
+	// ModelsSettled, when set, says whether every model that existed at
+	// start is registered; until then nothing is evaluated.
+	ModelsSettled func(context.Context) bool
+	Tally         *Tally
+	Events        *EventEmitter
+	Metrics       *Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
 	// NamespaceChanged, when set, is told the namespace of every object
@@ -53,6 +58,12 @@ type WorkloadReconciler struct {
 func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (reconcile.Result, error) {
 	if r.ExcludedNamespaces.Has(key.Namespace) {
 		return reconcile.Result{}, nil
+	}
+	if r.ModelsSettled != nil && !r.ModelsSettled(ctx) {
+		// On start, an object evaluated before every existing model is
+		// registered would lose the other models' keys and repeat their
+		// events a moment later.
+		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	// Objects are read from the cache without a copy: nothing below
 	// modifies them (the write is a new apply configuration).
@@ -190,6 +201,12 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 				}
 				return nil, false, fmt.Errorf("list related %s in %q: %w", gvk.Kind, ns, err)
 			}
+			// The cache lists in no particular order; rules and messages
+			// that walk a related list must see the same order every time,
+			// or an unchanged object would be rewritten.
+			slices.SortFunc(list.Items, func(a, b unstructured.Unstructured) int {
+				return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+			})
 			objs := make([]map[string]any, len(list.Items))
 			for i := range list.Items {
 				objs[i] = list.Items[i].Object
