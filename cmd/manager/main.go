@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -31,8 +32,12 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, excluded string
+		pprofAddr                        string
 		webhookHost, webhookCertDir      string
 		policyReports                    string
+		leaderElectNamespace             string
+		leaseDuration, renewDeadline     time.Duration
+		retryPeriod                      time.Duration
 		leaderElect, secureMetrics       bool
 		enableWebhook                    bool
 		webhookPort                      int
@@ -43,11 +48,16 @@ func run() error {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoint for profiling, e.g. 127.0.0.1:6060 (unauthenticated: bind it to loopback); 0 disables it.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica writes.")
+	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease (default: the pod's own namespace; required outside a cluster).")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a follower waits after the leader's last renewal before it takes the lease over (a killed leader's downtime).")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership and exits; less than the lease duration.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
 	flag.StringVar(&excluded, "exclude-namespaces", "kube-system", "Comma-separated namespaces whose objects are never written.")
 	flag.IntVar(&concurrency, "workload-concurrency", 16, "Objects evaluated and written at once.")
-	flag.Float64Var(&qps, "kube-api-qps", 200, "Client-side limit of API requests per second.")
-	flag.IntVar(&burst, "kube-api-burst", 400, "Client-side burst of API requests.")
+	flag.Float64Var(&qps, "kube-api-qps", 1000, "Client-side limit of API requests per second; API Priority and Fairness on the server is the real limit (measured: make bench).")
+	flag.IntVar(&burst, "kube-api-burst", 2000, "Client-side burst of API requests.")
 	flag.StringVar(&policyReports, "policy-reports", controller.ReportsAuto,
 		"Policy reports to write per namespace: auto (openreports.io Report if installed, else wgpolicyk8s.io PolicyReport if installed), openreports, wgpolicyk8s or off.")
 	flag.BoolVar(&enableWebhook, "enable-webhook", true, "Serve the validating admission webhook that compiles every model's rules.")
@@ -82,10 +92,15 @@ func run() error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
+		PprofBindAddress:              pprofAddr,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "responsibility-operator.responsibility.io",
+		LeaderElectionNamespace:       leaderElectNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		Cache:                         controller.CacheOptions(),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    webhookHost,

@@ -1,0 +1,100 @@
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// StopAPIServer stops kube-apiserver and leaves etcd running, as a crashed or
+// upgraded API server would. envtest's API server keeps its serving
+// certificate, service-account keys and client CA in a temporary directory
+// that its Stop removes; StopAPIServer copies that directory to keepDir
+// first and points the API server at the copy, so that StartAPIServer brings
+// it back on the same address with the same certificates: every kubeconfig
+// of the cluster (the admin's, the operator's) stays valid. keepDir must be
+// empty or absent; the caller removes it after the cluster stops.
+func (c *Cluster) StopAPIServer(keepDir string) error {
+	s := c.Env.ControlPlane.GetAPIServer()
+	if s.CertDir == "" {
+		return errors.New("the API server has no certificate directory: was it started?")
+	}
+	if err := copyDir(s.CertDir, keepDir); err != nil {
+		return fmt.Errorf("keep the API server's certificates: %w", err)
+	}
+	if err := s.Stop(); err != nil {
+		return fmt.Errorf("stop kube-apiserver: %w", err)
+	}
+	// Stop forgot the removed temporary directory; the next start reads the
+	// copy (and, since it did not create it, leaves it in place on Stop).
+	s.CertDir = keepDir
+	return nil
+}
+
+// StartAPIServer starts a kube-apiserver stopped by StopAPIServer against the
+// same etcd, and waits until it is healthy.
+func (c *Cluster) StartAPIServer() error {
+	if err := c.Env.ControlPlane.GetAPIServer().Start(); err != nil {
+		return fmt.Errorf("restart kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// APIServerMetrics scrapes kube-apiserver's own /metrics (for example
+// apiserver_request_total by verb and resource) with an admin client
+// configuration.
+func APIServerMetrics(ctx context.Context, cfg *rest.Config) (Families, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client for the API server's metrics: %w", err)
+	}
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scrape the API server's metrics: %w", err)
+	}
+	return ParseMetrics(raw)
+}
+
+// copyDir copies the regular files below src into dst (created 0700).
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return fmt.Errorf("relative path of %s: %w", path, err)
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", target, err)
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if err := os.WriteFile(target, raw, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", target, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return nil
+}

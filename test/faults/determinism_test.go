@@ -1,0 +1,148 @@
+package faults
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
+)
+
+// knownNondeterministic are catalog duties whose message depends on an
+// iteration order; TestEvaluationIsDeterministic skips on them only. The
+// two found by TestKilledMidConvergence (object-storage's no-wildcard-grants
+// and lifecycle-rules-set) now sort their lists. Remove an entry when its
+// duty is fixed.
+var knownNondeterministic = map[string]string{}
+
+// TestEvaluationIsDeterministic evaluates every catalog model on every
+// sample, and on a tenant with two wildcard capabilities and two buckets
+// without lifecycle rules, many times, with the related lists in both
+// orders. The operator writes only when the result differs from what the
+// object carries, so a result that depends on an iteration order makes it
+// rewrite unchanged objects (on a restart, a resync or any event of the
+// namespace) and makes the annotation flap.
+//
+// It fails when a duty's state or message changes between evaluations of
+// the same input, unless the duty is in knownNondeterministic, which makes
+// it skip with the bug.
+func TestEvaluationIsDeterministic(t *testing.T) {
+	set, err := samples.Load(repoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := append([]samples.Object(nil), set.Objects...)
+	// Both orders only matter with two elements or more: a user with two
+	// wildcard capabilities and two buckets without lifecycle rules.
+	objs = append(objs, sampleObject(`
+apiVersion: ceph.rook.io/v1
+kind: CephObjectStoreUser
+metadata: {name: owner, namespace: legacy}
+spec: {store: s3, capabilities: {user: "*", bucket: "*", usage: "*", metadata: "*"}}`),
+		sampleObject(`
+apiVersion: objectbucket.io/v1alpha1
+kind: ObjectBucketClaim
+metadata: {name: bucket-a, namespace: legacy}
+spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`),
+		sampleObject(`
+apiVersion: objectbucket.io/v1alpha1
+kind: ObjectBucketClaim
+metadata: {name: bucket-b, namespace: legacy}
+spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`))
+
+	varying := map[string][]string{} // model/duty -> objects
+	for _, o := range objs {
+		ns := o.GetNamespace()
+		nsObj := set.Namespaces[ns]
+		matched := evaluate.Match(set.Models, o.GroupVersionKind(), o.GetLabels(), nsObj, ns != "")
+		if len(matched) == 0 {
+			continue
+		}
+		related := map[evaluate.RelatedSource][]map[string]any{}
+		for _, m := range matched {
+			for _, src := range m.RelatedSources() {
+				from := src.Namespace
+				if from == "" {
+					from = ns
+				}
+				related[src] = nil
+				for _, r := range objs {
+					if r.GroupVersionKind() == src.GVK && r.GetNamespace() == from {
+						related[src] = append(related[src], r.Object)
+					}
+				}
+			}
+		}
+		reversed := map[evaluate.RelatedSource][]map[string]any{}
+		for src, list := range related {
+			reversed[src] = slices.Clone(list)
+			slices.Reverse(reversed[src])
+		}
+		first := evaluate.Evaluate(matched, evaluate.Input{GVK: o.GroupVersionKind(), Object: o.Object, Namespace: nsObj, Related: related})
+		for i := range 40 {
+			rel := related
+			if i%2 == 1 {
+				rel = reversed
+			}
+			again := evaluate.Evaluate(matched, evaluate.Input{GVK: o.GroupVersionKind(), Object: o.Object, Namespace: nsObj, Related: rel})
+			for j, d := range again.Duties {
+				if d.State != first.Duties[j].State || d.Message != first.Duties[j].Message {
+					key := d.Model + "/" + d.Duty.Name
+					obj := fmt.Sprintf("%s %s/%s: ", o.GetKind(), ns, o.GetName())
+					if !slices.ContainsFunc(varying[key], func(s string) bool { return strings.HasPrefix(s, obj) }) {
+						varying[key] = append(varying[key], fmt.Sprintf("%s%q then %q", obj, first.Duties[j].Message, d.Message))
+					}
+				}
+			}
+		}
+	}
+	var unknown, known []string
+	for key, where := range varying {
+		line := key + ":\n    " + strings.Join(where, "\n    ")
+		if _, ok := knownNondeterministic[key]; ok {
+			known = append(known, line)
+		} else {
+			unknown = append(unknown, line)
+		}
+	}
+	sort.Strings(unknown)
+	sort.Strings(known)
+	if len(unknown) > 0 {
+		t.Fatalf("the result of these duties depends on an iteration order:\n  %s", strings.Join(unknown, "\n  "))
+	}
+	for key := range knownNondeterministic {
+		if _, ok := varying[key]; !ok {
+			t.Errorf("%s no longer varies: remove it from knownNondeterministic", key)
+		}
+	}
+	if len(known) > 0 {
+		t.Skipf("BUG: the message of these catalog duties depends on an iteration order, so the operator rewrites unchanged objects (see knownNondeterministic):\n  %s", strings.Join(known, "\n  "))
+	}
+}
+
+// repoRoot returns the repository root, also in -short mode.
+func repoRoot() string {
+	if root != "" {
+		return root
+	}
+	return filepath.Join("..", "..")
+}
+
+func sampleObject(doc string) samples.Object {
+	docs, err := samples.Documents([]byte(doc))
+	if err != nil || len(docs) != 1 {
+		panic(fmt.Sprintf("sample object: %v", err))
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(docs[0], &u.Object); err != nil {
+		panic(err)
+	}
+	return samples.Object{File: "test", Unstructured: u}
+}
