@@ -116,13 +116,13 @@ func printTable(r *Results) {
 	fmt.Printf("baseline: %.2fs (%.0f writes/s); converge %.2fs; fan-out %.2fs; restart re-evaluation %.2fs; peak heap %.0f MiB\n\n",
 		r.Baseline.Seconds, r.Baseline.WritesPerSecond, r.Converge.Seconds, r.FanOut.Seconds, r.Restart.Seconds, r.Memory.PeakHeapInuseMiB)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GOAL\tTARGET\tMEASURED\tMET")
+	_, _ = fmt.Fprintln(tw, "GOAL\tTARGET\tMEASURED\tMET")
 	for _, g := range r.Goals {
 		met := "yes"
 		if !g.Met {
 			met = "NO"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Target, g.Measured, met)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Target, g.Measured, met)
 	}
 	_ = tw.Flush()
 }

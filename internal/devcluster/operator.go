@@ -149,11 +149,11 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		if exited, err := o.Exited(); exited {
-			return fmt.Errorf("the operator exited (%v); see %s", err, o.LogPath)
+			return fmt.Errorf("the operator exited (%w); see %s", err, o.LogPath)
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("readiness request: %w", err)
 		}
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
@@ -176,7 +176,7 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 func (o *Operator) MetricsText(ctx context.Context) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", o.MetricsPort), nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metrics request: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
