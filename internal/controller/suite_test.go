@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -238,9 +239,17 @@ func applyModel(t *testing.T, rm *v1alpha1.ResponsibilityModel) {
 	case err != nil:
 		t.Fatalf("get model %s: %v", rm.Name, err)
 	default:
-		existing.Spec = rm.Spec
-		existing.Labels = rm.Labels
-		if err := k8s.Update(ctx, existing); err != nil {
+		// The operator patches the model's finalizer and status meanwhile:
+		// read again on a conflict, as kubectl edit would.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKey{Name: rm.Name}, existing); err != nil {
+				return err
+			}
+			existing.Spec = rm.Spec
+			existing.Labels = rm.Labels
+			return k8s.Update(ctx, existing)
+		})
+		if err != nil {
 			t.Fatalf("update model %s: %v", rm.Name, err)
 		}
 	}
