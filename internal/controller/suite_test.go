@@ -152,6 +152,10 @@ func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	// Models are admitted only once the webhook serves: wait for it, as a
+	// readiness probe would, so that no test races the server's start.
+	started := mgr.GetWebhookServer().StartedChecker()
+	eventually(t, 10*time.Second, func() error { return started(nil) })
 	stopped := false
 	stop = func() {
 		if stopped {
