@@ -72,6 +72,7 @@ type ModelReconciler struct {
 	// seen is the generation of each model last reconciled; settled
 	// latches once every model that existed at start was seen.
 	seen        map[string]int64
+	atStart     map[string]int64
 	settleAsked time.Time
 	settled     atomic.Bool
 	// crdEpoch counts CRD changes; a resolution older than the epoch is redone.
@@ -162,9 +163,9 @@ func (r *ModelReconciler) markSeen(rm *v1alpha1.ResponsibilityModel) {
 	r.seen[rm.Name] = rm.Generation
 }
 
-// Settled reports whether every model in the cache has been through a
-// reconcile at its current generation (registered, found broken or being
-// deleted), or a minute has passed since the first question. Once true it
+// Settled reports whether every model that was in the cache when it was
+// first asked has been through a reconcile at that generation (registered,
+// found broken or being deleted), or a minute has passed since. Once true it
 // stays true: later model changes re-evaluate their objects themselves.
 func (r *ModelReconciler) Settled(ctx context.Context) bool {
 	if r.settled.Load() {
@@ -187,14 +188,22 @@ func (r *ModelReconciler) Settled(ctx context.Context) bool {
 			return false
 		}
 	}
-	list := &v1alpha1.ResponsibilityModelList{}
-	if err := r.Cache.List(ctx, list); err != nil {
-		return false
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range list.Items {
-		if gen, ok := r.seen[list.Items[i].Name]; !ok || gen < list.Items[i].Generation {
+	if r.atStart == nil {
+		// Only the models that exist now are waited for: models created
+		// later re-evaluate their own objects when they are registered.
+		list := &v1alpha1.ResponsibilityModelList{}
+		if err := r.Cache.List(ctx, list); err != nil {
+			return false
+		}
+		r.atStart = make(map[string]int64, len(list.Items))
+		for i := range list.Items {
+			r.atStart[list.Items[i].Name] = list.Items[i].Generation
+		}
+	}
+	for name, generation := range r.atStart {
+		if gen, ok := r.seen[name]; !ok || gen < generation {
 			return false
 		}
 	}
