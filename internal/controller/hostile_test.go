@@ -1045,4 +1045,3 @@ func TestObjectsAtTheSizeLimits(t *testing.T) {
 		t.Errorf("the tenant's annotation changed size to %d", len(ann))
 	}
 }
-
