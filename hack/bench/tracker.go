@@ -23,8 +23,8 @@ import (
 // transitions the operator wrote.
 type tracker struct {
 	mu          sync.Mutex
-	want        map[objectKey]string
-	have        map[objectKey]string
+	want        map[objectKey]uint64
+	have        map[objectKey]uint64
 	pending     map[objectKey]struct{}
 	lastMatch   time.Time
 	firstMatch  time.Time
@@ -35,8 +35,8 @@ type tracker struct {
 
 func newTracker() *tracker {
 	return &tracker{
-		want:    map[objectKey]string{},
-		have:    map[objectKey]string{},
+		want:    map[objectKey]uint64{},
+		have:    map[objectKey]uint64{},
 		pending: map[objectKey]struct{}{},
 		sent:    map[objectKey]time.Time{},
 	}
@@ -85,7 +85,7 @@ func metadataOnly(obj any) (any, error) {
 
 func (t *tracker) observe(gvk schema.GroupVersionKind, old, obj *unstructured.Unstructured) {
 	k := objectKey{gvk: gvk, namespace: obj.GetNamespace(), name: obj.GetName()}
-	fp := fingerprint(obj.GetAnnotations(), obj.GetLabels())
+	fp := evaluate.OwnedDigest(obj.GetAnnotations(), obj.GetLabels())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old != nil {
@@ -107,7 +107,7 @@ func (t *tracker) observe(gvk schema.GroupVersionKind, old, obj *unstructured.Un
 
 // expect sets what an object must carry; sent, when not zero, is when the
 // change that calls for it was sent, for the latency statistics.
-func (t *tracker) expect(k objectKey, fp string, sent time.Time) {
+func (t *tracker) expect(k objectKey, fp uint64, sent time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.want[k] = fp

@@ -253,9 +253,9 @@ func (o *oracle) setModels(models []*v1alpha1.ResponsibilityModel) error {
 	return nil
 }
 
-// want returns the fingerprint of the metadata the operator must write.
-func (o *oracle) want(obj *unstructured.Unstructured) string {
-	return fingerprint(o.desired(obj))
+// want returns the digest of the metadata the operator must write.
+func (o *oracle) want(obj *unstructured.Unstructured) uint64 {
+	return evaluate.OwnedDigest(o.desired(obj))
 }
 
 // desired returns the annotations and labels the operator must write.
@@ -271,15 +271,4 @@ func (o *oracle) desired(obj *unstructured.Unstructured) (annotations, labels ma
 	}
 	res := evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: obj.Object, Namespace: ns, Related: related})
 	return res.Annotations, res.Labels
-}
-
-// fingerprint joins the operator-owned annotations and label.
-func fingerprint(annotations, labels map[string]string) string {
-	var b []byte
-	for _, k := range v1alpha1.OwnedAnnotations {
-		b = append(b, annotations[k]...)
-		b = append(b, 0)
-	}
-	b = append(b, labels[v1alpha1.LabelStatus]...)
-	return string(b)
 }
