@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -110,7 +111,7 @@ func Evaluate(matched []*Model, in Input) Result {
 		matrix.WriteString(m.matrixJSON)
 
 		for _, d := range m.Duties {
-			act.related = relatedFor(d, in.Related)
+			act.related, act.relatedItems = relatedFor(d, in.Related)
 			dr := evaluateDuty(m, d, act)
 			if dr.State == v1alpha1.DutyUnmet {
 				if reason, ok := waivers[d.Name]; ok {
@@ -192,9 +193,10 @@ func unmetMessage(d *Duty, act *activation) string {
 }
 
 // relatedFor selects, for each related list of a duty, the objects of its
-// kind that match its selector.
-func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) map[string]any {
+// kind that match its selector, and the length of the longest list.
+func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) (map[string]any, int) {
 	out := make(map[string]any, len(d.Related))
+	longest := 0
 	for _, r := range d.Related {
 		objs := all[r.Source()]
 		list := make([]any, 0, len(objs))
@@ -204,8 +206,9 @@ func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) map[string]any 
 			}
 		}
 		out[r.Name] = list
+		longest = max(longest, len(list))
 	}
-	return out
+	return out, longest
 }
 
 // Unmet returns the unmet duties as model/duty, sorted.
@@ -239,15 +242,45 @@ type DutyAnnotation struct {
 	Message string             `json:"message,omitempty"`
 }
 
+// encodeDuties writes the duties annotation: a JSON object of models, each an
+// object of duties, keys sorted, as encodeJSON would write the nested maps.
+// duties must be sorted by model, then duty name; of two results for the same
+// duty the later one is written.
 func encodeDuties(duties []DutyResult) string {
-	byModel := map[string]map[string]DutyAnnotation{}
-	for _, d := range duties {
-		if byModel[d.Model] == nil {
-			byModel[d.Model] = map[string]DutyAnnotation{}
+	var b strings.Builder
+	b.Grow(64 * len(duties))
+	b.WriteByte('{')
+	model := ""
+	for i, d := range duties {
+		if i+1 < len(duties) && duties[i+1].Model == d.Model && duties[i+1].Duty.Name == d.Duty.Name {
+			continue
 		}
-		byModel[d.Model][d.Duty.Name] = DutyAnnotation{State: d.State, Message: d.Message}
+		switch {
+		case b.Len() == 1:
+			writeJSONString(&b, d.Model)
+			b.WriteString(":{")
+		case d.Model != model:
+			b.WriteString("},")
+			writeJSONString(&b, d.Model)
+			b.WriteString(":{")
+		default:
+			b.WriteByte(',')
+		}
+		model = d.Model
+		writeJSONString(&b, d.Duty.Name)
+		b.WriteString(`:{"state":`)
+		writeJSONString(&b, string(d.State))
+		if d.Message != "" {
+			b.WriteString(`,"message":`)
+			writeJSONString(&b, d.Message)
+		}
+		b.WriteByte('}')
 	}
-	return encodeJSON(byModel)
+	if b.Len() > 1 {
+		b.WriteByte('}')
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // encodeJSON is compact JSON without HTML escaping, so that "&" in an area
@@ -436,6 +469,60 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// writeJSONString writes s as a JSON string exactly as encodeJSON does:
+// without HTML escaping, with invalid UTF-8 replaced by U+FFFD and U+2028 and
+// U+2029 escaped.
 func writeJSONString(b *strings.Builder, s string) {
-	b.WriteString(encodeJSON(s))
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b.WriteString(s[start:i])
+			switch c {
+			case '"', '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case '\b':
+				b.WriteString(`\b`)
+			case '\f':
+				b.WriteString(`\f`)
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			default:
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteString(s[start:i])
+			b.WriteString(`\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			b.WriteString(s[start:i])
+			b.WriteString(`\u202`)
+			b.WriteByte(hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('"')
 }

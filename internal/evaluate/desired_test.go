@@ -334,3 +334,56 @@ func TestRelatedFromAFixedNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeDutiesMatchesJSON checks the hand-written duties encoder against
+// encoding/json on the nested maps it replaces.
+func TestEncodeDutiesMatchesJSON(t *testing.T) {
+	duty := func(name string) *Duty { return &Duty{Name: name} }
+	cases := map[string][]DutyResult{
+		"none": nil,
+		"one":  {{Model: "m", Duty: duty("a"), State: v1alpha1.DutyMet}},
+		"two models": {
+			{Model: "a-model", Duty: duty("backup"), State: v1alpha1.DutyUnmet, Message: `Set "spec.backup" & <retry>` + "\n\ttab\u2028\x01"},
+			{Model: "a-model", Duty: duty("tls"), State: v1alpha1.DutyMet},
+			{Model: "b-model", Duty: duty("keys"), State: v1alpha1.DutyUnknown, Message: "bad \xff utf-8 ü"},
+		},
+		"a duplicate, the later one wins": {
+			{Model: "m", Duty: duty("a"), State: v1alpha1.DutyMet},
+			{Model: "m", Duty: duty("a"), State: v1alpha1.DutyUnmet, Message: "later"},
+			{Model: "m", Duty: duty("b"), State: v1alpha1.DutyWaived, Message: "waived: x"},
+		},
+	}
+	for name, duties := range cases {
+		t.Run(name, func(t *testing.T) {
+			byModel := map[string]map[string]DutyAnnotation{}
+			for _, d := range duties {
+				if byModel[d.Model] == nil {
+					byModel[d.Model] = map[string]DutyAnnotation{}
+				}
+				byModel[d.Model][d.Duty.Name] = DutyAnnotation{State: d.State, Message: d.Message}
+			}
+			if got, want := encodeDuties(duties), encodeJSON(byModel); got != want {
+				t.Errorf("encodeDuties = %s\nencoding/json = %s", got, want)
+			}
+		})
+	}
+}
+
+// FuzzWriteJSONString checks the hand-written string encoder against
+// encoding/json, byte for byte.
+func FuzzWriteJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", `"quoted" \ back`, "<&>", "\x00\x1f\x7f\b\f\n\r\t", "\u2028\u2029", "\xff\xfe", "ü€😀", "a\xc3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b strings.Builder
+		writeJSONString(&b, s)
+		if want := encodeJSON(s); b.String() != want {
+			t.Fatalf("writeJSONString(%q) = %s, encoding/json = %s", s, b.String(), want)
+		}
+		var back string
+		if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+			t.Fatalf("writeJSONString(%q) = %s, which does not parse: %v", s, b.String(), err)
+		}
+	})
+}

@@ -847,16 +847,22 @@ func assertRuleOutcome(t *testing.T, sample, rule string, d *Duty, in Input, res
 // reading the cost, and returns the state the result implies.
 func directState(t *testing.T, d *Duty, in Input) v1alpha1.DutyState {
 	t.Helper()
-	act := &activation{object: in.Object, related: relatedFor(d, in.Related)}
+	act := &activation{object: in.Object}
+	act.related, act.relatedItems = relatedFor(d, in.Related)
 	if in.Namespace != nil {
 		act.namespace = in.Namespace
 	}
-	val, details, err := d.rule.prg.Eval(act)
+	val, details, err := d.rule.tracked.Eval(act)
 	if details == nil || details.ActualCost() == nil {
 		t.Fatal("the rule was evaluated without cost tracking")
 	}
-	if cost := *details.ActualCost(); err == nil && cost > RuleCostLimit {
+	cost := *details.ActualCost()
+	if err == nil && cost > RuleCostLimit {
 		t.Fatalf("the rule cost %d, over the limit of %d, and was not stopped", cost, RuleCostLimit)
+	}
+	if d.rule.pick(act) != d.rule.tracked && (cost > RuleCostLimit || (err != nil && strings.Contains(err.Error(), "cost limit"))) {
+		t.Fatalf("the rule was planned without cost tracking for related lists up to %d long (the longest here is %d), but costs %d, over the limit of %d",
+			d.rule.untrackedUpTo, act.relatedItems, cost, RuleCostLimit)
 	}
 	if err != nil {
 		return v1alpha1.DutyUnknown
