@@ -48,6 +48,7 @@ type options struct {
 	rate                            float64
 	streamFor                       time.Duration
 	operatorArgs, operatorEnv       stringList
+	operatorNice                    int
 	heapProfile, cpuProfile         string
 }
 
@@ -80,6 +81,7 @@ func run() error {
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json; - for stdout)")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the operator's heap profile after first convergence to this file (go tool pprof)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a 10s CPU profile of the operator during first convergence to this file")
+	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority (1-19), so that it yields the CPU it shares with the API server")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")
 	flag.Var(&o.operatorArgs, "operator-arg", "extra operator flag (repeatable), e.g. -operator-arg=--workload-concurrency=32")
 	flag.Parse()
@@ -255,13 +257,22 @@ func (b *bench) setUp(ctx context.Context) error {
 // server-side apply and a UID precondition like the operator's.
 func (b *bench) baseline(ctx context.Context, r *Results) error {
 	step("baseline: a plain client applies the same annotations to %d objects, %d at a time", len(b.workloads), b.o.concurrency)
+	before, err := b.apiWrites(ctx)
+	if err != nil {
+		return err
+	}
 	seconds, err := b.applyAll(ctx, b.oracle, true)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
+	after, err := b.apiWrites(ctx)
+	if err != nil {
+		return err
+	}
 	r.Baseline.Seconds = seconds
 	r.Baseline.WritesPerSecond = float64(len(b.workloads)) / seconds
-	step("baseline: %.2fs, %.0f writes/s", r.Baseline.Seconds, r.Baseline.WritesPerSecond)
+	r.Baseline.ServerApplyMs = after.sub(before).meanApplyMs()
+	step("baseline: %.2fs, %.0f writes/s, the server's mean apply %.1fms", r.Baseline.Seconds, r.Baseline.WritesPerSecond, r.Baseline.ServerApplyMs)
 
 	// Rewriting annotations an object carries costs the server more than
 	// adding them (the old values and managed fields are read and
@@ -341,7 +352,7 @@ func (b *bench) startOperator(ctx context.Context) error {
 	}
 	op, err := devcluster.StartOperator(devcluster.OperatorOptions{
 		Binary: b.o.manager, Kubeconfig: b.cluster.Kubeconfig, LogPath: filepath.Join(b.o.dir, "manager.log"),
-		Args: args, Env: b.o.operatorEnv,
+		Args: args, Env: b.o.operatorEnv, Nice: b.o.operatorNice,
 	})
 	if err != nil {
 		return err
@@ -463,6 +474,8 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 			r.Converge.MeanReconcileMs, r.Converge.MeanApplyMs, r.Converge.MeanEvaluationMs)
 	}
 	r.Converge.WritesPerObject = after.sub(before).targets / float64(len(b.workloads))
+	r.Converge.ServerApplyMs = after.sub(before).meanApplyMs()
+	step("the server's mean apply %.1fms", r.Converge.ServerApplyMs)
 	r.Converge.EventsCreated = after.sub(before).events
 	r.Converge.OtherWrites = after.sub(before).all - after.sub(before).targets - after.sub(before).events
 	r.Converge.Transitions = b.tracker.transitionCount() - transitions
@@ -643,7 +656,7 @@ func (b *bench) fanOut(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
-	r.FanOut = EditResult{ChangedObjects: changed, Writes: int(writes.targets), Seconds: seconds, EventsCreated: writes.events}
+	r.FanOut = EditResult{ChangedObjects: changed, Writes: int(writes.targets), Seconds: seconds, EventsCreated: writes.events, ServerApplyMs: writes.meanApplyMs()}
 	r.FanOut.Ratio = seconds / r.Baseline.Seconds * float64(len(b.workloads)) / float64(max(changed, 1))
 	r.FanOut.RatioToRewrite = seconds / r.Baseline.RewriteSeconds * float64(len(b.workloads)) / float64(max(changed, 1))
 	step("%d workloads changed, %d writes, %.2fs (%.2f × baseline, %.2f × a plain rewrite)", changed, r.FanOut.Writes, seconds, r.FanOut.Ratio, r.FanOut.RatioToRewrite)
@@ -791,10 +804,22 @@ type apiWrites struct {
 	// targets are writes to the workloads' resources, events creations of
 	// Events, all every write request (models, reports, leases too).
 	targets, events, all float64
+	// applies and applySeconds are the number and the total server-side
+	// duration of the applies to the workloads' resources.
+	applies, applySeconds float64
 }
 
 func (a apiWrites) sub(o apiWrites) apiWrites {
-	return apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all}
+	return apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all,
+		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds}
+}
+
+// meanApplyMs is the API server's mean time to serve an apply to a workload.
+func (a apiWrites) meanApplyMs() float64 {
+	if a.applies == 0 {
+		return 0
+	}
+	return 1000 * a.applySeconds / a.applies
 }
 
 var writeVerbs = []string{"POST", "PUT", "PATCH", "APPLY", "DELETE"}
@@ -817,6 +842,9 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 		for _, verb := range writeVerbs {
 			out.targets += f.Sum("apiserver_request_total", map[string]string{"group": gvr.Group, "resource": gvr.Resource, "verb": verb})
 		}
+		sum, count := f.Observed("apiserver_request_duration_seconds", map[string]string{"group": gvr.Group, "resource": gvr.Resource, "verb": "APPLY"})
+		out.applySeconds += sum
+		out.applies += count
 	}
 	out.events = f.Sum("apiserver_request_total", map[string]string{"group": "events.k8s.io", "resource": "events", "verb": "POST"}) +
 		f.Sum("apiserver_request_total", map[string]string{"group": "", "resource": "events", "verb": "POST"})

@@ -22,6 +22,9 @@ type Results struct {
 		RewriteSeconds float64 `json:"rewriteSeconds"`
 		// RemoveSeconds is the same client removing its annotations again.
 		RemoveSeconds float64 `json:"removeSeconds"`
+		// ServerApplyMs is the API server's mean time to serve one of the
+		// client's applies (apiserver_request_duration_seconds).
+		ServerApplyMs float64 `json:"serverApplyMs"`
 	} `json:"baseline"`
 	Converge struct {
 		Seconds float64 `json:"seconds"`
@@ -36,6 +39,9 @@ type Results struct {
 		MeanReconcileMs   float64 `json:"meanReconcileMs"`
 		MeanApplyMs       float64 `json:"meanApplyMs"`
 		MeanEvaluationMs  float64 `json:"meanEvaluationMs"`
+		// ServerApplyMs is the API server's mean time to serve one of the
+		// operator's applies; MeanApplyMs is the same seen by the operator.
+		ServerApplyMs float64 `json:"serverApplyMs"`
 		// OtherWrites are the rest: model status, policy reports, leases.
 		OtherWrites float64 `json:"otherWrites"`
 	} `json:"converge"`
@@ -74,6 +80,7 @@ type EditResult struct {
 	Ratio          float64 `json:"ratioToBaseline,omitempty"`
 	RatioToRewrite float64 `json:"ratioToRewriteBaseline,omitempty"`
 	EventsCreated  float64 `json:"eventsCreated"`
+	ServerApplyMs  float64 `json:"serverApplyMs,omitempty"`
 }
 
 // LatencyResult is the update-to-annotation latency under a steady stream.

@@ -41,6 +41,8 @@ type OperatorOptions struct {
 	Args []string
 	// Env are extra environment variables (NAME=value).
 	Env []string
+	// Nice, when above 0, runs the operator at that lower CPU priority.
+	Nice int
 }
 
 // Operator is a running operator process.
@@ -85,7 +87,12 @@ func StartOperator(opts OperatorOptions) (*Operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open operator log: %w", err)
 	}
-	o.Cmd = exec.Command(opts.Binary, args...)
+	if opts.Nice > 0 {
+		// nice(1) execs the binary: same PID, every thread at the priority.
+		o.Cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(opts.Nice), opts.Binary}, args...)...)
+	} else {
+		o.Cmd = exec.Command(opts.Binary, args...)
+	}
 	if len(opts.Env) > 0 {
 		o.Cmd.Env = append(os.Environ(), opts.Env...)
 	}
@@ -270,22 +277,27 @@ func (f Families) Sum(name string, match map[string]string) float64 {
 // Mean returns the mean of a histogram's observations over the series
 // whose labels include every pair in match (0 without observations).
 func (f Families) Mean(name string, match map[string]string) float64 {
-	fam, ok := f[name]
-	if !ok {
-		return 0
-	}
-	var sum float64
-	var count uint64
-	for _, m := range fam.GetMetric() {
-		if h := m.GetHistogram(); h != nil && labelsMatch(m.GetLabel(), match) {
-			sum += h.GetSampleSum()
-			count += h.GetSampleCount()
-		}
-	}
+	sum, count := f.Observed(name, match)
 	if count == 0 {
 		return 0
 	}
-	return sum / float64(count)
+	return sum / count
+}
+
+// Observed returns the sum and the number of a histogram's observations over
+// the series whose labels include every pair in match.
+func (f Families) Observed(name string, match map[string]string) (sum, count float64) {
+	fam, ok := f[name]
+	if !ok {
+		return 0, 0
+	}
+	for _, m := range fam.GetMetric() {
+		if h := m.GetHistogram(); h != nil && labelsMatch(m.GetLabel(), match) {
+			sum += h.GetSampleSum()
+			count += float64(h.GetSampleCount())
+		}
+	}
+	return sum, count
 }
 
 func labelsMatch(labels []*dto.LabelPair, match map[string]string) bool {
