@@ -6,6 +6,7 @@ import (
 	"maps"
 	"sync"
 	"time"
+	"unique"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -54,13 +56,53 @@ func NewScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-// CacheOptions are the manager's cache options: managedFields stripped
-// (nothing the operator decides reads them, and they are often the largest
-// part of an object), and no informer started behind a reader's back.
+// CacheOptions are the manager's cache options: the transform of
+// TransformForCache, and no informer started behind a reader's back.
 func CacheOptions() cache.Options {
 	return cache.Options{
-		DefaultTransform:            cache.TransformStripManagedFields(),
+		DefaultTransform:            TransformForCache(),
 		ReaderFailOnMissingInformer: true,
+	}
+}
+
+// lastAppliedAnnotation is where kubectl apply keeps the configuration it
+// last applied.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// TransformForCache prepares an object for the cache. It strips
+// managedFields and kubectl's last-applied configuration: nothing the
+// operator decides reads them, and together they are often most of an
+// object. It also makes the operator's own annotation
+// values on objects share one copy each: every object a model matches
+// carries the same matrix, a few KiB of JSON, and most carry the same duties,
+// which would otherwise be decoded into a string of their own per object.
+func TransformForCache() toolscache.TransformFunc {
+	strip := cache.TransformStripManagedFields()
+	return func(in any) (any, error) {
+		out, err := strip(in)
+		if err != nil {
+			return out, err
+		}
+		if u, ok := out.(*unstructured.Unstructured); ok {
+			internOwnedAnnotations(u.Object)
+		}
+		return out, nil
+	}
+}
+
+func internOwnedAnnotations(obj map[string]any) {
+	meta, _ := obj["metadata"].(map[string]any)
+	annotations, _ := meta["annotations"].(map[string]any)
+	if len(annotations) == 0 {
+		return
+	}
+	// kubectl apply's copy of the whole object, as large as the object
+	// itself on every kubectl-applied workload; rules see objects without it.
+	delete(annotations, lastAppliedAnnotation)
+	for _, k := range v1alpha1.OwnedAnnotations {
+		if v, ok := annotations[k].(string); ok && v != "" {
+			annotations[k] = unique.Make(v).Value()
+		}
 	}
 }
 
@@ -150,7 +192,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 			}
 		},
 		Reader:             mgr.GetCache(),
-		Writer:             mgr.GetClient(),
+		Writer:             NewRESTApplier(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetRESTMapper()),
 		Registry:           registry,
 		Watcher:            watcher,
 		Written:            written,

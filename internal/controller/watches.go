@@ -28,6 +28,8 @@ type Watcher struct {
 	registry *Registry
 	written  *Written
 
+	snapshots *relatedSnapshots
+
 	mu      sync.Mutex
 	queue   workqueue.TypedRateLimitingInterface[WorkloadKey]
 	pending []WorkloadKey
@@ -42,7 +44,7 @@ type kindWatch struct {
 // NewWatcher returns a watcher over the manager's cache. Written tells the
 // operator's own writes apart from a tenant's change to its keys.
 func NewWatcher(c cache.Cache, registry *Registry, written *Written) *Watcher {
-	return &Watcher{cache: c, registry: registry, written: written, kinds: map[schema.GroupVersionKind]*kindWatch{}}
+	return &Watcher{cache: c, registry: registry, written: written, snapshots: newRelatedSnapshots(), kinds: map[schema.GroupVersionKind]*kindWatch{}}
 }
 
 // Source is the workload controller's source: it hands the controller's queue
@@ -134,6 +136,7 @@ func (w *Watcher) Stop(ctx context.Context, gvk schema.GroupVersionKind) error {
 		return fmt.Errorf("stop informer for %s: %w", gvk, err)
 	}
 	delete(w.kinds, gvk)
+	w.snapshots.forget(gvk)
 	log.FromContext(ctx).Info("stopped watching kind", "gvk", gvk.String())
 	return nil
 }
@@ -189,6 +192,9 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 		if !ok {
 			return
 		}
+		if o.GetNamespace() != "" {
+			w.snapshots.changed(gvk, o.GetNamespace())
+		}
 		if w.registry.IsTarget(gvk) {
 			w.enqueue(WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
 		}
@@ -216,7 +222,14 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 			// Only the operator's keys changed, or nothing: its own write
 			// coming back is ignored; anyone else's is corrected.
 			o, ok := newObj.(client.Object)
-			if !ok || !w.registry.IsTarget(gvk) {
+			if !ok {
+				return
+			}
+			if o.GetNamespace() != "" {
+				// A rule may read a related object's operator keys too.
+				w.snapshots.changed(gvk, o.GetNamespace())
+			}
+			if !w.registry.IsTarget(gvk) {
 				return
 			}
 			key := WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()}

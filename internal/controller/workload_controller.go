@@ -1,11 +1,9 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +33,7 @@ type WorkloadReconciler struct {
 	// Reader is the manager's cache.
 	Reader client.Reader
 	// Writer sends server-side apply patches.
-	Writer   client.Client
+	Writer   MetadataApplier
 	Registry *Registry
 	// Watcher, when set, tells whether a related kind's cache is complete.
 	Watcher *Watcher
@@ -59,7 +57,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	if r.ExcludedNamespaces.Has(key.Namespace) {
 		return reconcile.Result{}, nil
 	}
-	if r.ModelsSettled != nil && !r.ModelsSettled(ctx) {
+	if r.ModelsSettled != nil && !r.waitModelsSettled(ctx) {
 		// On start, an object evaluated before every existing model is
 		// registered would lose the other models' keys and repeat their
 		// events a moment later.
@@ -74,6 +72,10 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	if r.Written.Behind(key, obj.GetResourceVersion()) {
+		// The watch has not brought back the operator's last write yet.
+		return reconcile.Result{RequeueAfter: cacheCatchUpRetry}, nil
 	}
 	if obj.GetDeletionTimestamp() != nil {
 		// Going away: its annotations go with it, and a write would only race
@@ -112,7 +114,9 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	// operator already found there after its last write, carries a tenant's
 	// keys only: applying nothing again would change nothing.
 	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
+	writtenOver := ""
 	if !foreignOnly && !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
+		writtenOver = obj.GetResourceVersion()
 		r.Written.Expect(key, digest)
 		if err := r.apply(ctx, obj, res); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -142,7 +146,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	for _, w := range evaluate.NewlyIgnoredWaivers(previousIgnored, res) {
 		r.Events.WaiverIgnored(obj, w)
 	}
-	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels])
+	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)
 	r.namespaceChanged(key.Namespace)
 	return reconcile.Result{}, nil
@@ -159,6 +163,33 @@ func (r *WorkloadReconciler) namespaceChanged(ns string) {
 		r.NamespaceChanged(ns)
 	}
 }
+
+// waitModelsSettled holds the worker, for at most settleHold, until every
+// model that existed at start is registered. Every object waits for the
+// same thing, so holding the worker costs nothing, where requeueing every
+// object every relatedSyncRetry until then reconciled them twice over.
+func (r *WorkloadReconciler) waitModelsSettled(ctx context.Context) bool {
+	deadline := time.Now().Add(settleHold)
+	for !r.ModelsSettled(ctx) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(settlePoll):
+		}
+	}
+	return true
+}
+
+const (
+	settleHold = 5 * time.Second
+	settlePoll = 20 * time.Millisecond
+	// cacheCatchUpRetry is how soon an object whose cached copy predates the
+	// operator's last write of it is looked at again.
+	cacheCatchUpRetry = 50 * time.Millisecond
+)
 
 // relatedSyncRetry is how soon an object whose related kinds are still
 // being listed is evaluated again.
@@ -189,9 +220,14 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 			if r.Watcher != nil && r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
 				return nil, false, nil
 			}
-			list := &unstructured.UnstructuredList{}
-			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := r.Reader.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+			var objs []map[string]any
+			var err error
+			if r.Watcher != nil {
+				objs, err = r.Watcher.snapshots.list(ctx, r.Reader, gvk, ns)
+			} else {
+				objs, err = listSorted(ctx, r.Reader, gvk, ns)
+			}
+			if err != nil {
 				// A related kind that is not served (yet) has no objects:
 				// it reads as an empty list and the model's TargetsResolved
 				// condition says why. Any other error is retried.
@@ -199,17 +235,7 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 					out[src] = nil
 					continue
 				}
-				return nil, false, fmt.Errorf("list related %s in %q: %w", gvk.Kind, ns, err)
-			}
-			// The cache lists in no particular order; rules and messages
-			// that walk a related list must see the same order every time,
-			// or an unchanged object would be rewritten.
-			slices.SortFunc(list.Items, func(a, b unstructured.Unstructured) int {
-				return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
-			})
-			objs := make([]map[string]any, len(list.Items))
-			for i := range list.Items {
-				objs[i] = list.Items[i].Object
+				return nil, false, fmt.Errorf("related objects: %w", err)
 			}
 			out[src] = objs
 		}
@@ -224,40 +250,17 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 // configuration. The object's UID is a precondition: a deleted object is
 // never recreated.
 func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstructured, res evaluate.Result) error {
-	md := map[string]any{
-		"name": obj.GetName(),
-		"uid":  string(obj.GetUID()),
+	patch, err := applyPatch(obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), string(obj.GetUID()), res.Annotations, res.Labels)
+	if err != nil {
+		return err
 	}
-	if obj.GetNamespace() != "" {
-		md["namespace"] = obj.GetNamespace()
-	}
-	if len(res.Annotations) > 0 {
-		md["annotations"] = toAny(res.Annotations)
-	}
-	if len(res.Labels) > 0 {
-		md["labels"] = toAny(res.Labels)
-	}
-	patch := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": obj.GetAPIVersion(),
-		"kind":       obj.GetKind(),
-		"metadata":   md,
-	}}
 	start := time.Now()
-	err := r.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership)
+	err = r.Writer.ApplyMetadata(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(), patch)
 	r.Metrics.ApplyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return fmt.Errorf("apply metadata: %w", err)
 	}
 	return nil
-}
-
-func toAny(m map[string]string) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // modelsOf returns the model names recorded on an object.

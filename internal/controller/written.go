@@ -20,6 +20,9 @@ type Written struct {
 type writtenEntry struct {
 	digest uint64
 	models string
+	// over is the resourceVersion the object had when the operator last
+	// wrote it, until the cache shows a newer one; "" when none is awaited.
+	over string
 }
 
 // NewWritten returns an empty record.
@@ -27,11 +30,38 @@ func NewWritten() *Written {
 	return &Written{m: map[WorkloadKey]writtenEntry{}}
 }
 
-// Record notes what an object carries after the operator wrote or checked it.
-func (w *Written) Record(key WorkloadKey, digest uint64, models string) {
+// Record notes what an object carries after the operator wrote or checked
+// it. over is the resourceVersion the write was made over ("" when nothing
+// was written): until the cache holds a newer version (see Behind), the
+// cached object is older than what the operator knows is on the server.
+func (w *Written) Record(key WorkloadKey, digest uint64, models, over string) {
 	w.mu.Lock()
-	w.m[key] = writtenEntry{digest: digest, models: models}
+	w.m[key] = writtenEntry{digest: digest, models: models, over: over}
 	w.mu.Unlock()
+}
+
+// Behind reports whether the cache, which holds the object at
+// resourceVersion, has not yet seen the operator's last write of it. The
+// write changed the object, so its version differs from the one it was made
+// over. Evaluating the older copy would take the states written a moment ago
+// for the previous ones, and repeat their events and the write.
+func (w *Written) Behind(key WorkloadKey, resourceVersion string) bool {
+	w.mu.RLock()
+	e, ok := w.m[key]
+	w.mu.RUnlock()
+	if !ok || e.over == "" {
+		return false
+	}
+	if e.over != resourceVersion {
+		w.mu.Lock()
+		if cur, ok := w.m[key]; ok && cur.over == e.over {
+			cur.over = ""
+			w.m[key] = cur
+		}
+		w.mu.Unlock()
+		return false
+	}
+	return true
 }
 
 // Expect notes the digest a write is about to give an object, before the
