@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -209,12 +211,12 @@ func countDuties(rm *v1alpha1.ResponsibilityModel) int {
 type oracle struct {
 	models     []*evaluate.Model
 	namespaces map[string]map[string]any
-	// related objects by source and namespace
-	related map[evaluate.RelatedSource]map[string][]map[string]any
+	// related objects by kind and namespace, sorted by name
+	related map[schema.GroupVersionKind]map[string][]map[string]any
 }
 
 func newOracle(models []*v1alpha1.ResponsibilityModel, namespaces map[string]map[string]any, workloads []*workload) (*oracle, error) {
-	o := &oracle{namespaces: namespaces, related: map[evaluate.RelatedSource]map[string][]map[string]any{}}
+	o := &oracle{namespaces: namespaces, related: map[schema.GroupVersionKind]map[string][]map[string]any{}}
 	if err := o.setModels(models); err != nil {
 		return nil, err
 	}
@@ -222,11 +224,20 @@ func newOracle(models []*v1alpha1.ResponsibilityModel, namespaces map[string]map
 		if w.related == nil {
 			continue
 		}
-		src := evaluate.RelatedSource{GVK: w.related.GroupVersionKind()}
-		if o.related[src] == nil {
-			o.related[src] = map[string][]map[string]any{}
+		gvk, ns := w.related.GroupVersionKind(), w.related.GetNamespace()
+		if o.related[gvk] == nil {
+			o.related[gvk] = map[string][]map[string]any{}
 		}
-		o.related[src][w.related.GetNamespace()] = append(o.related[src][w.related.GetNamespace()], w.related.Object)
+		o.related[gvk][ns] = append(o.related[gvk][ns], w.related.Object)
+	}
+	for _, byNamespace := range o.related {
+		for _, objs := range byNamespace {
+			slices.SortFunc(objs, func(a, b map[string]any) int {
+				an, _, _ := unstructured.NestedString(a, "metadata", "name")
+				bn, _, _ := unstructured.NestedString(b, "metadata", "name")
+				return cmp.Compare(an, bn)
+			})
+		}
 	}
 	return o, nil
 }
@@ -263,12 +274,10 @@ func (o *oracle) desired(obj *unstructured.Unstructured) (annotations, labels ma
 	gvk := obj.GroupVersionKind()
 	ns := o.namespaces[obj.GetNamespace()]
 	matched := evaluate.Match(o.models, gvk, obj.GetLabels(), ns, true)
-	related := map[evaluate.RelatedSource][]map[string]any{}
-	for _, m := range matched {
-		for _, src := range m.RelatedSources() {
-			related[src] = o.related[src][obj.GetNamespace()]
-		}
-	}
+	// The lister never fails, so neither does RelatedInput.
+	related, _, _ := evaluate.RelatedInput(matched, obj.GetNamespace(), func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
+		return o.related[gvk][ns], true, nil
+	})
 	res := evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: obj.Object, Namespace: ns, Related: related})
 	return res.Annotations, res.Labels
 }

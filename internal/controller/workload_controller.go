@@ -199,48 +199,26 @@ const relatedSyncRetry = 250 * time.Millisecond
 // models read: in the object's namespace, or in the namespace a related
 // declaration names. It reports incomplete while a watched related kind's
 // initial list is still arriving.
-func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (out map[evaluate.RelatedSource][]map[string]any, complete bool, err error) {
-	for _, m := range matched {
-		for _, src := range m.RelatedSources() {
-			if _, done := out[src]; done {
-				continue
-			}
-			if out == nil {
-				out = map[evaluate.RelatedSource][]map[string]any{}
-			}
-			gvk, ns := src.GVK, src.Namespace
-			if ns == "" {
-				ns = namespace
-			}
-			if ns == "" {
-				// A cluster-scoped workload has no namespace of its own to read.
-				out[src] = nil
-				continue
-			}
-			if r.Watcher != nil && r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
-				return nil, false, nil
-			}
-			var objs []map[string]any
-			var err error
-			if r.Watcher != nil {
-				objs, err = r.Watcher.snapshots.list(ctx, r.Reader, gvk, ns)
-			} else {
-				objs, err = listSorted(ctx, r.Reader, gvk, ns)
-			}
-			if err != nil {
-				// A related kind that is not served (yet) has no objects:
-				// it reads as an empty list and the model's TargetsResolved
-				// condition says why. Any other error is retried.
-				if meta.IsNoMatchError(err) || errors.As(err, new(*cache.ErrResourceNotCached)) {
-					out[src] = nil
-					continue
-				}
-				return nil, false, fmt.Errorf("related objects: %w", err)
-			}
-			out[src] = objs
+func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, bool, error) {
+	return evaluate.RelatedInput(matched, namespace, func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
+		if r.Watcher != nil && r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
+			return nil, false, nil
 		}
-	}
-	return out, true, nil
+		var objs []map[string]any
+		var err error
+		if r.Watcher != nil {
+			objs, err = r.Watcher.snapshots.list(ctx, r.Reader, gvk, ns)
+		} else {
+			objs, err = listSorted(ctx, r.Reader, gvk, ns)
+		}
+		// A related kind that is not served (yet) has no objects: it reads as
+		// an empty list and the model's TargetsResolved condition says why.
+		// Any other error is retried.
+		if meta.IsNoMatchError(err) || errors.As(err, new(*cache.ErrResourceNotCached)) {
+			return nil, true, nil
+		}
+		return objs, true, err
+	})
 }
 
 // apply writes the desired operator-owned metadata with server-side apply.

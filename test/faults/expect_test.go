@@ -91,25 +91,17 @@ func (w *world) expect(obj *unstructured.Unstructured) evaluate.Result {
 		nsObj = w.namespaces[ns]
 	}
 	matched := evaluate.Match(w.models, gvk, obj.GetLabels(), nsObj, ns != "")
-	related := map[evaluate.RelatedSource][]map[string]any{}
-	for _, m := range matched {
-		for _, src := range m.RelatedSources() {
-			if _, done := related[src]; done {
-				continue
+	// The lister never fails, so neither does RelatedInput. The API server
+	// lists by name, as the operator sorts related lists.
+	related, _, _ := evaluate.RelatedInput(matched, ns, func(gvk schema.GroupVersionKind, from string) ([]map[string]any, bool, error) {
+		var objs []map[string]any
+		for _, r := range w.objects[gvk] {
+			if r.GetNamespace() == from {
+				objs = append(objs, r.Object)
 			}
-			from := src.Namespace
-			if from == "" {
-				from = ns
-			}
-			var objs []map[string]any
-			for _, r := range w.objects[src.GVK] {
-				if from != "" && r.GetNamespace() == from {
-					objs = append(objs, r.Object)
-				}
-			}
-			related[src] = objs
 		}
-	}
+		return objs, true, nil
+	})
 	return evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related})
 }
 
