@@ -116,9 +116,9 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
 	writtenOver := ""
 	if !foreignOnly && !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
-		writtenOver = obj.GetResourceVersion()
 		r.Written.Expect(key, digest)
-		if err := r.apply(ctx, obj, res); err != nil {
+		resourceVersion, err := r.apply(ctx, obj, res)
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
 				// Deleted since the cache saw it: the watch brings the deletion.
@@ -134,6 +134,12 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 			r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyError).Inc()
 			r.Events.ApplyFailed(obj, err)
 			return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
+		}
+		if resourceVersion != "" && resourceVersion != obj.GetResourceVersion() {
+			// The write changed the object (an apply that changes nothing,
+			// such as one that cannot remove a key another manager owns,
+			// keeps the version): the cache has to catch up.
+			writtenOver = obj.GetResourceVersion()
 		}
 		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applySuccess).Inc()
 		log.FromContext(ctx).V(1).Info("applied", "object", key.String(), "models", res.Annotations[v1alpha1.AnnotationModels], "status", res.Labels[v1alpha1.LabelStatus])
@@ -227,18 +233,18 @@ func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*eval
 // wants is dropped by the server because it is missing from the
 // configuration. The object's UID is a precondition: a deleted object is
 // never recreated.
-func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstructured, res evaluate.Result) error {
+func (r *WorkloadReconciler) apply(ctx context.Context, obj *unstructured.Unstructured, res evaluate.Result) (string, error) {
 	patch, err := applyPatch(obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), string(obj.GetUID()), res.Annotations, res.Labels)
 	if err != nil {
-		return err
+		return "", err
 	}
 	start := time.Now()
-	err = r.Writer.ApplyMetadata(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(), patch)
+	resourceVersion, err := r.Writer.ApplyMetadata(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(), patch)
 	r.Metrics.ApplyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		return fmt.Errorf("apply metadata: %w", err)
+		return "", fmt.Errorf("apply metadata: %w", err)
 	}
-	return nil
+	return resourceVersion, nil
 }
 
 // modelsOf returns the model names recorded on an object.
