@@ -80,10 +80,9 @@ func (a *RESTApplier) ApplyMetadata(ctx context.Context, gvk schema.GroupVersion
 			ResourceVersion string `json:"resourceVersion"`
 		} `json:"metadata"`
 	}
-	if json.Unmarshal(body, &applied) != nil {
-		// The write succeeded; only its new version is unknown.
-		return "", nil
-	}
+	// The write succeeded: a response that does not parse only leaves its
+	// new version unknown ("").
+	_ = json.Unmarshal(body, &applied)
 	return applied.Metadata.ResourceVersion, nil
 }
 
