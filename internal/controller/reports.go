@@ -45,6 +45,13 @@ const (
 	// thousands of objects converge, rewriting it every 2 s cost more API
 	// server time than the annotations themselves (make bench).
 	reportDelay = 10 * time.Second
+	// reportMaxDelay bounds how long a namespace whose objects keep
+	// changing waits for its report: a report is written once the namespace
+	// has been quiet for reportDelay, or reportMaxDelay after the first
+	// change of a burst. During a convergence of thousands of objects a
+	// report every 10 s per namespace was still a tenth of the API server's
+	// work.
+	reportMaxDelay = 60 * time.Second
 	// reportKindRecheck is how long a missing report CRD is remembered.
 	reportKindRecheck = 30 * time.Second
 )
@@ -70,6 +77,44 @@ type ReportReconciler struct {
 	// kind is the report kind in use; checked is when a missing kind was seen.
 	kind    *schema.GroupVersionKind
 	checked time.Time
+	// bursts holds, per namespace, the first and the last change not yet
+	// reported.
+	bursts map[string]burst
+}
+
+type burst struct{ first, last time.Time }
+
+// Changed records that an object of namespace ns was evaluated at now.
+func (r *ReportReconciler) Changed(ns string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bursts == nil {
+		r.bursts = map[string]burst{}
+	}
+	b, ok := r.bursts[ns]
+	if !ok {
+		b.first = now
+	}
+	b.last = now
+	r.bursts[ns] = b
+}
+
+// holdOff returns how much longer the report of ns waits for its objects
+// to settle (see reportMaxDelay), or 0 when it is due; a due burst is
+// forgotten, and changes from then on start a new one.
+func (r *ReportReconciler) holdOff(ns string, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.bursts[ns]
+	if !ok {
+		return 0
+	}
+	wait := min(b.last.Add(reportDelay).Sub(now), b.first.Add(reportMaxDelay).Sub(now))
+	if wait <= 0 {
+		delete(r.bursts, ns)
+		return 0
+	}
+	return wait
 }
 
 // Reconcile brings one namespace's reports up to date.
@@ -79,6 +124,9 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, nil
 	}
 	ns := req.Name
+	if wait := r.holdOff(ns, time.Now()); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
 	objects, err := r.annotatedObjects(ctx, ns)
 	if err != nil {
 		return reconcile.Result{}, err

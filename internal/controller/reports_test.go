@@ -112,3 +112,33 @@ func TestPolicyReports(t *testing.T) {
 		return errors.New("report still there")
 	})
 }
+
+// TestReportHoldOff: a namespace's report waits until its objects have been
+// quiet for reportDelay, but never longer than reportMaxDelay after the
+// first change of a burst.
+func TestReportHoldOff(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &ReportReconciler{}
+	if d := r.holdOff("quiet", t0); d != 0 {
+		t.Errorf("namespace without changes waits %v, want 0", d)
+	}
+	r.Changed("ns", t0)
+	if d := r.holdOff("ns", t0.Add(4*time.Second)); d != 6*time.Second {
+		t.Errorf("4 s after one change: waits %v, want 6s", d)
+	}
+	// A change every 5 s keeps pushing the report out, up to a minute.
+	for s := 5; s <= 55; s += 5 {
+		r.Changed("ns", t0.Add(time.Duration(s)*time.Second))
+	}
+	if d := r.holdOff("ns", t0.Add(56*time.Second)); d != 4*time.Second {
+		t.Errorf("busy namespace at 56 s: waits %v, want 4s (the 60 s bound)", d)
+	}
+	if d := r.holdOff("ns", t0.Add(60*time.Second)); d != 0 {
+		t.Errorf("busy namespace at 60 s: waits %v, want 0", d)
+	}
+	// Written: the next change starts a new burst.
+	r.Changed("ns", t0.Add(61*time.Second))
+	if d := r.holdOff("ns", t0.Add(62*time.Second)); d != 9*time.Second {
+		t.Errorf("1 s into a new burst: waits %v, want 9s", d)
+	}
+}

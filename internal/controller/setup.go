@@ -188,6 +188,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		ModelsSettled: models.Settled,
 		NamespaceChanged: func(ns string) {
 			if ns != "" && opts.PolicyReports != ReportsOff {
+				reports.Changed(ns, time.Now())
 				reportQueue.addAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}}, reportDelay)
 			}
 		},
