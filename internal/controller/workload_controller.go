@@ -93,7 +93,9 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 		nsObj = ns.Object
 	}
 
-	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, obj.GetLabels(), nsObj, key.Namespace != "")
+	// Each getter copies the whole map out of the object: once each.
+	annotations, labels := obj.GetAnnotations(), obj.GetLabels()
+	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, labels, nsObj, key.Namespace != "")
 	related, complete, err := r.relatedObjects(ctx, matched, key.Namespace)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -107,15 +109,14 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	res := evaluate.Evaluate(matched, evaluate.Input{GVK: key.GVK, Object: obj.Object, Namespace: nsObj, Related: related})
 	r.Metrics.EvaluationDuration.Observe(time.Since(start).Seconds())
 
-	previous := evaluate.ParseDuties(obj.GetAnnotations()[v1alpha1.AnnotationDuties])
-	previousIgnored := obj.GetAnnotations()[v1alpha1.AnnotationIgnoredWaivers]
 	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
 	// An object no model matches, whose remaining responsibility.io keys the
 	// operator already found there after its last write, carries a tenant's
 	// keys only: applying nothing again would change nothing.
 	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
 	writtenOver := ""
-	if !foreignOnly && !evaluate.OwnedMetadataEqual(obj.GetAnnotations(), obj.GetLabels(), res) {
+	unchanged := evaluate.OwnedMetadataEqual(annotations, labels, res)
+	if !foreignOnly && !unchanged {
 		r.Written.Expect(key, digest)
 		resourceVersion, err := r.apply(ctx, obj, res)
 		if err != nil {
@@ -146,11 +147,16 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	}
 	// Events only after the new states are recorded on the object, so a
 	// crash before the write repeats the transition rather than losing it.
-	for _, t := range evaluate.Transitions(previous, res) {
-		r.Events.DutyTransition(obj, t)
-	}
-	for _, w := range evaluate.NewlyIgnoredWaivers(previousIgnored, res) {
-		r.Events.WaiverIgnored(obj, w)
+	// An object that already carries the result has no transition to report
+	// (its duties and ignored waivers are the new ones), and the annotation
+	// need not be parsed: the common case of a resync or a restart.
+	if !unchanged {
+		for _, t := range evaluate.Transitions(evaluate.ParseDuties(annotations[v1alpha1.AnnotationDuties]), res) {
+			r.Events.DutyTransition(obj, t)
+		}
+		for _, w := range evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res) {
+			r.Events.WaiverIgnored(obj, w)
+		}
 	}
 	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)

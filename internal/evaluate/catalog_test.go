@@ -81,15 +81,9 @@ func TestCatalogOnSamples(t *testing.T) {
 // related source of the matching models, the objects of that kind in the
 // workload's namespace or in the source's fixed namespace.
 func relatedFrom(byNamespace map[string]map[schema.GroupVersionKind][]map[string]any, matched []*evaluate.Model, namespace string) map[evaluate.RelatedSource][]map[string]any {
-	out := map[evaluate.RelatedSource][]map[string]any{}
-	for _, m := range matched {
-		for _, src := range m.RelatedSources() {
-			ns := src.Namespace
-			if ns == "" {
-				ns = namespace
-			}
-			out[src] = byNamespace[ns][src.GVK]
-		}
-	}
+	// The lister never fails, so neither does RelatedInput.
+	out, _, _ := evaluate.RelatedInput(matched, namespace, func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
+		return byNamespace[ns][gvk], true, nil
+	})
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
@@ -65,21 +66,16 @@ spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`))
 		if len(matched) == 0 {
 			continue
 		}
-		related := map[evaluate.RelatedSource][]map[string]any{}
-		for _, m := range matched {
-			for _, src := range m.RelatedSources() {
-				from := src.Namespace
-				if from == "" {
-					from = ns
-				}
-				related[src] = nil
-				for _, r := range objs {
-					if r.GroupVersionKind() == src.GVK && r.GetNamespace() == from {
-						related[src] = append(related[src], r.Object)
-					}
+		// The lister never fails, so neither does RelatedInput.
+		related, _, _ := evaluate.RelatedInput(matched, ns, func(gvk schema.GroupVersionKind, from string) ([]map[string]any, bool, error) {
+			var list []map[string]any
+			for _, r := range objs {
+				if r.GroupVersionKind() == gvk && r.GetNamespace() == from {
+					list = append(list, r.Object)
 				}
 			}
-		}
+			return list, true, nil
+		})
 		reversed := map[evaluate.RelatedSource][]map[string]any{}
 		for src, list := range related {
 			reversed[src] = slices.Clone(list)
