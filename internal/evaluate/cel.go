@@ -239,6 +239,9 @@ type program struct {
 	// are at most untrackedUpTo long; nil if its cost is never known bounded.
 	untracked     cel.Program
 	untrackedUpTo int
+	// object and related are what the expression reads of its variables
+	// (see readFields).
+	object, related *Fields
 }
 
 // pick returns the program to run on act.
@@ -282,6 +285,7 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 		return nil, fmt.Errorf("estimated cost is at least %d, over the limit of %d: simplify the expression", est.Min, RuleCostLimit)
 	}
 	p := &program{kind: kind}
+	p.object, p.related = readFields(ast.NativeRep())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}

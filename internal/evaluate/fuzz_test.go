@@ -347,6 +347,88 @@ func checkEvaluate(t *testing.T, models []*Model, object []byte, annotationKey, 
 	}
 
 	assertFixedPoint(t, models, res, object, annotationKey, annotationValue, related, keysValid)
+	assertProjectionReadsTheSame(t, matched, in, res)
+}
+
+// assertProjectionReadsTheSame checks that the models find in the part of
+// the input the operator's cache keeps (Fields.Project, with the fields of
+// these models only) what they found in all of it: res.
+func assertProjectionReadsTheSame(t *testing.T, matched []*Model, in Input, res Result) {
+	t.Helper()
+	projected := in
+	projected.Object = FieldsOf(matched, in.GVK).Project(in.Object)
+	projected.Related = make(map[RelatedSource][]map[string]any, len(in.Related))
+	for src, objs := range in.Related {
+		if objs == nil {
+			projected.Related[src] = nil
+			continue
+		}
+		fields := FieldsOf(matched, src.GVK)
+		out := make([]map[string]any, len(objs))
+		for i, o := range objs {
+			out[i] = fields.Project(o)
+		}
+		projected.Related[src] = out
+	}
+	got := Evaluate(matched, projected)
+	if !reflect.DeepEqual(res.Annotations, got.Annotations) || !reflect.DeepEqual(res.Labels, got.Labels) {
+		t.Fatalf("the projection reads differently:\nall of it:  %q %q\nprojection: %q %q\nfields: %v",
+			res.Annotations, res.Labels, got.Annotations, got.Labels, FieldsOf(matched, in.GVK))
+	}
+	assertSameResult(t, res, got)
+}
+
+// FuzzProjection fuzzes a rule and the object it reads together, and checks
+// that the rule finds the same in the part of the object the cache keeps.
+// The seeds pair every catalog duty with an object of evaluateSeeds, and
+// the constructs TestReadFields covers with an object that has their fields.
+func FuzzProjection(f *testing.F) {
+	duties, related := catalogDuties(f)
+	var objects [][]byte
+	for _, s := range evaluateSeeds() {
+		if !s.large {
+			objects = append(objects, s.objectJSON(f))
+		}
+	}
+	for i, d := range duties {
+		f.Add(d.Rule, d.MessageExpression, objects[i%len(objects)], mustJSON(f, []map[string]any{schedule("db")}))
+	}
+	shapes := mustJSON(f, cluster("db", nil, map[string]any{
+		"a": map[string]any{"c": int64(1), "x": int64(1)}, "b": map[string]any{"c": int64(2)}, "list": []any{map[string]any{"a": int64(1), "b": "x"}, "s"},
+		"m": map[string]any{"x1": int64(1), "y": int64(2)}, "containers": []any{map[string]any{"image": "i:1", "resources": map[string]any{}}},
+		"tls": map[string]any{"enabled": true}, "storage": map[string]any{"storageClass": "fast", "size": "1Gi"}, "opt": "here", "x": []any{int64(1)},
+	}, nil))
+	for _, rule := range []string{
+		`object.spec.list.map(x, x.a).exists(y, y == 1)`,
+		`object.spec.list.filter(x, x.a == 1).size() == 1`,
+		`object.spec.m.all(k, k.startsWith("x"))`,
+		`object.spec.m.all(k, v, v == 1)`,
+		`(true ? object.spec.a : object.spec.b).c == 1`,
+		`object.spec[object.metadata.name].size() == 2`,
+		`object.spec[?"opt"].hasValue() && !has(object.spec.absent)`,
+		`object.spec.?a.optMap(v, v.x).orValue(0) == 1`,
+		`[{"spec": 1}].all(object, object.spec == 1)`,
+		`object.spec.containers.all(c, c.image.contains(":") && has(c.resources))`,
+		`has(object.spec.storage.storageClass) && object.spec.list[0].b == "x"`,
+		`related.schedules.exists(s, s.spec.cluster.name == object.metadata.name && !s.spec.?suspend.orValue(false))`,
+		`related.schedules.map(s, s.spec).size() > 0 && string(object.spec.x) != ""`,
+	} {
+		f.Add(rule, `"read " + string(object.spec.?tls.orValue({}))`, shapes, mustJSON(f, []map[string]any{schedule("db")}))
+	}
+	f.Fuzz(func(t *testing.T, rule, messageExpression string, object, relatedObjects []byte) {
+		if utf8.RuneCountInString(rule) > maxRuleRunes || utf8.RuneCountInString(messageExpression) > maxRuleRunes {
+			t.Skip("longer than the CRD allows")
+		}
+		m, err := Compile(fuzzRuleModel(related, rule, messageExpression))
+		if err != nil {
+			t.Skip("does not compile")
+		}
+		in, ok := fuzzInput(object, "", "", relatedObjects, []*Model{m})
+		if !ok {
+			t.Skip("not a JSON object")
+		}
+		assertProjectionReadsTheSame(t, []*Model{m}, in, Evaluate([]*Model{m}, in))
+	})
 }
 
 // assertSameResult fails unless two results are the same, byte for byte.

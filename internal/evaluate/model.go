@@ -29,6 +29,9 @@ type Model struct {
 	matrixJSON string
 	// relatedSources are the distinct kind and namespace pairs the duties read.
 	relatedSources []RelatedSource
+	// fields are what the rules and messages read of the objects of each
+	// target and related kind.
+	fields map[schema.GroupVersionKind]*Fields
 }
 
 // RelatedSource is where a duty's related objects come from: a kind, in the
@@ -154,8 +157,36 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 		return nil, errors.Join(errs...)
 	}
 	m.matrixJSON = encodeJSON(matrix)
+	m.fields = m.readFields()
 	return m, nil
 }
+
+// readFields gathers what the duties read of each kind: of every target
+// kind what any rule or message reads of object, of a related kind what it
+// reads of the elements of the lists declared with that kind.
+func (m *Model) readFields() map[schema.GroupVersionKind]*Fields {
+	var object *Fields
+	fields := map[schema.GroupVersionKind]*Fields{}
+	for _, d := range m.Duties {
+		for _, p := range []*program{d.rule, d.messageExpr} {
+			if p == nil {
+				continue
+			}
+			object = object.Union(p.object)
+			for _, r := range d.Related {
+				fields[r.GVK] = fields[r.GVK].Union(relatedElements(p.related, r.Name))
+			}
+		}
+	}
+	for _, t := range m.Targets {
+		fields[t.GVK] = fields[t.GVK].Union(object)
+	}
+	return fields
+}
+
+// Fields returns what the model's rules and messages read of the objects of
+// a kind it targets or reads as related; nil is the metadata only.
+func (m *Model) Fields(gvk schema.GroupVersionKind) *Fields { return m.fields[gvk] }
 
 func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
 	var errs []error
