@@ -89,6 +89,8 @@ func run() error {
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	// The cache keeps of each watched object only what the models read.
+	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -101,7 +103,7 @@ func run() error {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		Cache:                         controller.CacheOptions(),
+		Cache:                         controller.CacheOptions(projections),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    webhookHost,
 			Port:    webhookPort,
@@ -116,6 +118,7 @@ func run() error {
 		ExcludedNamespaces:  splitList(excluded),
 		WorkloadConcurrency: concurrency,
 		PolicyReports:       policyReports,
+		Projections:         projections,
 	}); err != nil {
 		return err
 	}

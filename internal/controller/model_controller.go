@@ -126,8 +126,14 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	// Watches first: an object evaluated with the new model reads its
 	// related kinds from a cache that exists (and is waited for while it
 	// lists), never from a missing one that reads as empty.
+	// The cache must keep what the new model reads before the model is
+	// registered: Ensure lists a kind again if it keeps too little.
 	for _, gvk := range cm.res.resolved {
-		if err := r.Watcher.Ensure(ctx, gvk); err != nil {
+		var fields *evaluate.Fields
+		if cm.model != nil {
+			fields = cm.model.Fields(gvk)
+		}
+		if err := r.Watcher.Ensure(ctx, gvk, fields); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -277,7 +283,7 @@ func (r *ModelReconciler) fanOut(ctx context.Context, models ...*evaluate.Model)
 				continue
 			}
 			seen[gvk] = true
-			if err := r.Watcher.EnqueueKind(ctx, gvk, ""); err != nil {
+			if err := r.Watcher.EnqueueKind(gvk, ""); err != nil {
 				log.FromContext(ctx).Error(err, "re-evaluate kind", "gvk", gvk.String())
 			}
 		}
@@ -339,7 +345,8 @@ func (r *ModelReconciler) pendingCleanup(ctx context.Context, rm *v1alpha1.Respo
 			continue // not served: no object can carry the annotations
 		}
 		if !r.Watcher.Watched(gvk) {
-			if err := r.Watcher.Ensure(ctx, gvk); err != nil {
+			// Only the models annotation is read.
+			if err := r.Watcher.Ensure(ctx, gvk, nil); err != nil {
 				return 0, err
 			}
 		}
@@ -352,7 +359,7 @@ func (r *ModelReconciler) pendingCleanup(ctx context.Context, rm *v1alpha1.Respo
 			return 0, err
 		}
 		if n > 0 {
-			if err := r.Watcher.EnqueueKind(ctx, gvk, ""); err != nil {
+			if err := r.Watcher.EnqueueKind(gvk, ""); err != nil {
 				return 0, err
 			}
 		}

@@ -43,6 +43,9 @@ type Options struct {
 	// PolicyReports selects the policy report kind to write: ReportsAuto
 	// (the default), ReportsOpenReports, ReportsWGPolicy or ReportsOff.
 	PolicyReports string
+	// Projections, when set, are those of the manager's CacheOptions: the
+	// cache then keeps only what the models read of each watched kind.
+	Projections *Projections
 }
 
 // NewScheme returns the scheme the operator's manager needs.
@@ -57,10 +60,11 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // CacheOptions are the manager's cache options: the transform of
-// TransformForCache, and no informer started behind a reader's back.
-func CacheOptions() cache.Options {
+// TransformForCache with the projections to pass on to Setup in Options,
+// and no informer started behind a reader's back.
+func CacheOptions(p *Projections) cache.Options {
 	return cache.Options{
-		DefaultTransform:            TransformForCache(),
+		DefaultTransform:            TransformForCache(p),
 		ReaderFailOnMissingInformer: true,
 	}
 }
@@ -76,7 +80,9 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // values on objects share one copy each: every object a model matches
 // carries the same matrix, a few KiB of JSON, and most carry the same duties,
 // which would otherwise be decoded into a string of their own per object.
-func TransformForCache() toolscache.TransformFunc {
+// Last, it keeps of an object of a watched kind only what p says the models
+// read (nil p keeps everything).
+func TransformForCache(p *Projections) toolscache.TransformFunc {
 	strip := cache.TransformStripManagedFields()
 	return func(in any) (any, error) {
 		out, err := strip(in)
@@ -85,6 +91,7 @@ func TransformForCache() toolscache.TransformFunc {
 		}
 		if u, ok := out.(*unstructured.Unstructured); ok {
 			internOwnedAnnotations(u.Object)
+			p.project(u)
 		}
 		return out, nil
 	}
@@ -119,7 +126,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 	}
 	registry := NewRegistry()
 	written := NewWritten()
-	watcher := NewWatcher(mgr.GetCache(), registry, written)
+	watcher := NewWatcher(mgr.GetCache(), registry, written, opts.Projections)
 	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager), Metrics: m}
 
 	modelQueue := &queueRef[reconcile.Request]{}
@@ -235,7 +242,7 @@ func namespaceHandler(w *Watcher, registry *Registry) handler.TypedEventHandler[
 				return
 			}
 			for _, gvk := range registry.TargetKinds() {
-				if err := w.EnqueueKind(ctx, gvk, e.ObjectNew.GetName()); err != nil {
+				if err := w.EnqueueKind(gvk, e.ObjectNew.GetName()); err != nil {
 					log.FromContext(ctx).Error(err, "re-evaluate namespace", "namespace", e.ObjectNew.GetName(), "gvk", gvk.String())
 				}
 			}

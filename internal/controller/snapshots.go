@@ -2,14 +2,11 @@ package controller
 
 import (
 	"cmp"
-	"context"
-	"fmt"
 	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // relatedSnapshots keeps, per kind and namespace, the sorted list of cached
@@ -68,8 +65,9 @@ func (s *relatedSnapshots) forget(gvk schema.GroupVersionKind) {
 }
 
 // list returns the cached objects of gvk in namespace, sorted by name. The
-// slice and the objects are shared and must not be modified.
-func (s *relatedSnapshots) list(ctx context.Context, reader client.Reader, gvk schema.GroupVersionKind, namespace string) ([]map[string]any, error) {
+// slice and the objects are shared and must not be modified. load reads
+// them from the cache when the kept list is out of date.
+func (s *relatedSnapshots) list(gvk schema.GroupVersionKind, namespace string, load func() ([]*unstructured.Unstructured, error)) ([]map[string]any, error) {
 	key := snapshotKey{gvk, namespace}
 	s.mu.Lock()
 	version := s.versions[key]
@@ -78,10 +76,11 @@ func (s *relatedSnapshots) list(ctx context.Context, reader client.Reader, gvk s
 	if ok && snap.version == version {
 		return snap.objects, nil
 	}
-	objects, err := listSorted(ctx, reader, gvk, namespace)
+	items, err := load()
 	if err != nil {
 		return nil, err
 	}
+	objects := sortedByName(items)
 	s.mu.Lock()
 	if cur, ok := s.snaps[key]; !ok || cur.version <= version {
 		s.snaps[key] = snapshot{version: version, objects: objects}
@@ -90,28 +89,15 @@ func (s *relatedSnapshots) list(ctx context.Context, reader client.Reader, gvk s
 	return objects, nil
 }
 
-// listSorted lists the cached objects of gvk in namespace, without copies,
-// sorted by name: the cache lists in no particular order, and rules and
-// messages that walk a related list must see the same order every time, or
-// an unchanged object would be rewritten.
-func listSorted(ctx context.Context, reader client.Reader, gvk schema.GroupVersionKind, namespace string) ([]map[string]any, error) {
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := reader.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("list %s in %q: %w", gvk.Kind, namespace, err)
-	}
-	type named struct {
-		name string
-		obj  map[string]any
-	}
-	items := make([]named, len(list.Items))
-	for i := range list.Items {
-		items[i] = named{list.Items[i].GetName(), list.Items[i].Object}
-	}
-	slices.SortFunc(items, func(a, b named) int { return cmp.Compare(a.name, b.name) })
+// sortedByName returns the objects' contents sorted by name: the cache
+// lists in no particular order, and rules and messages that walk a related
+// list must see the same order every time, or an unchanged object would be
+// rewritten.
+func sortedByName(items []*unstructured.Unstructured) []map[string]any {
+	slices.SortFunc(items, func(a, b *unstructured.Unstructured) int { return cmp.Compare(a.GetName(), b.GetName()) })
 	objects := make([]map[string]any, len(items))
 	for i := range items {
-		objects[i] = items[i].obj
+		objects[i] = items[i].Object
 	}
-	return objects, nil
+	return objects
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -110,6 +111,8 @@ type managerSetup struct {
 	wrapTransport func(http.RoundTripper) http.RoundTripper
 	// options are the controllers' options; nil excludes kube-system only.
 	options *Options
+	// cache, when set, receives the manager's cache.
+	cache *cache.Cache
 }
 
 // startManagerWith is startManager with another identity, transport or
@@ -128,9 +131,10 @@ func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
 	if setup.options != nil {
 		opts = *setup.options
 	}
+	opts.Projections = NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  CacheOptions(),
+		Cache:                  CacheOptions(opts.Projections),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
@@ -142,6 +146,9 @@ func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
 	})
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
+	}
+	if setup.cache != nil {
+		*setup.cache = mgr.GetCache()
 	}
 	if err := Setup(mgr, opts); err != nil {
 		t.Fatalf("set up controllers: %v", err)

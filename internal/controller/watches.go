@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -24,9 +26,10 @@ import (
 // requests: a target object's own key, or, for a related object or a
 // namespace, the keys of the target objects in its namespace that read it.
 type Watcher struct {
-	cache    cache.Cache
-	registry *Registry
-	written  *Written
+	cache       cache.Cache
+	registry    *Registry
+	written     *Written
+	projections *Projections
 
 	snapshots *relatedSnapshots
 
@@ -34,17 +37,27 @@ type Watcher struct {
 	queue   workqueue.TypedRateLimitingInterface[WorkloadKey]
 	pending []WorkloadKey
 	kinds   map[schema.GroupVersionKind]*kindWatch
+	// epoch counts the informers started and stopped: while it stays the
+	// same, every cached object of a watched kind was kept with that kind's
+	// fields (see Covers).
+	epoch uint64
 }
 
 type kindWatch struct {
-	informer     cache.Informer
+	informer cache.Informer
+	// store is the informer's, read directly: see Get.
+	store        toolscache.Indexer
 	registration toolscache.ResourceEventHandlerRegistration
+	// fields are what the cache keeps of the kind's objects.
+	fields *evaluate.Fields
 }
 
 // NewWatcher returns a watcher over the manager's cache. Written tells the
-// operator's own writes apart from a tenant's change to its keys.
-func NewWatcher(c cache.Cache, registry *Registry, written *Written) *Watcher {
-	return &Watcher{cache: c, registry: registry, written: written, snapshots: newRelatedSnapshots(), kinds: map[schema.GroupVersionKind]*kindWatch{}}
+// operator's own writes apart from a tenant's change to its keys. The
+// projections, if not nil, are those of the cache's transform.
+func NewWatcher(c cache.Cache, registry *Registry, written *Written, projections *Projections) *Watcher {
+	return &Watcher{cache: c, registry: registry, written: written, projections: projections,
+		snapshots: newRelatedSnapshots(), kinds: map[schema.GroupVersionKind]*kindWatch{}}
 }
 
 // Source is the workload controller's source: it hands the controller's queue
@@ -74,25 +87,97 @@ func (w *Watcher) enqueue(k WorkloadKey) {
 	}
 }
 
-// Ensure starts watching a kind, if not yet watched. It does not wait for the
-// informer to sync: its initial list arrives as add events.
-func (w *Watcher) Ensure(ctx context.Context, gvk schema.GroupVersionKind) error {
+// Ensure starts watching a kind, if not yet watched, and makes the cache
+// keep at least fields of its objects (nil: the metadata). It does not wait
+// for the informer to sync: its initial list arrives as add events.
+//
+// A kind already watched with fewer fields is listed again: its cached
+// objects lack what a model now reads, and only the API server has it. The
+// informer is stopped and started with the union of the fields, so the
+// cache never holds objects that lack something the registered models read
+// (Covers tells a reader whether that held while it read).
+func (w *Watcher) Ensure(ctx context.Context, gvk schema.GroupVersionKind, fields *evaluate.Fields) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.kinds[gvk]; ok {
-		return nil
+	if w.projections == nil || gvk == namespaceGVK {
+		// Namespaces are few, and every rule reads them as namespaceObject.
+		fields = evaluate.AllFields()
 	}
+	if kw, ok := w.kinds[gvk]; ok {
+		if kw.fields.Covers(fields) {
+			return nil
+		}
+		fields = kw.fields.Union(fields)
+		if err := w.stopLocked(ctx, gvk); err != nil {
+			return err
+		}
+		log.FromContext(ctx).Info("listing kind again: a model reads more of it", "gvk", gvk.String(), "fields", fields.String())
+	}
+	if !fields.IsAll() {
+		w.projections.set(gvk, fields)
+	}
+	w.epoch++
 	inf, err := w.cache.GetInformer(ctx, newObject(gvk), cache.BlockUntilSynced(false))
 	if err != nil {
+		w.projections.delete(gvk)
 		return fmt.Errorf("start informer for %s: %w", gvk, err)
+	}
+	indexed, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+	if !ok {
+		return fmt.Errorf("watch %s: the cache's informer %T has no store to read", gvk, inf)
 	}
 	reg, err := inf.AddEventHandler(w.handler(gvk))
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", gvk, err)
 	}
-	w.kinds[gvk] = &kindWatch{informer: inf, registration: reg}
-	log.FromContext(ctx).Info("watching kind", "gvk", gvk.String())
+	w.kinds[gvk] = &kindWatch{informer: inf, store: indexed.GetIndexer(), registration: reg, fields: fields}
+	log.FromContext(ctx).Info("watching kind", "gvk", gvk.String(), "fields", fields.String())
 	return nil
+}
+
+// Epoch is to be read before reading objects from the cache, and passed to
+// Covers after.
+func (w *Watcher) Epoch() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch
+}
+
+// Covers reports whether the objects of the models' kinds read from the
+// cache since Epoch returned epoch hold every field the models read: of
+// target, and of every related kind. When a kind's cache keeps too little
+// (not expected: the model controller widens it before it registers a
+// model), it is widened, and Covers reports false until it is read again.
+func (w *Watcher) Covers(ctx context.Context, epoch uint64, target schema.GroupVersionKind, models []*evaluate.Model) bool {
+	kinds := []schema.GroupVersionKind{target}
+	for _, m := range models {
+		for _, src := range m.RelatedSources() {
+			kinds = append(kinds, src.GVK)
+		}
+	}
+	w.mu.Lock()
+	current := w.epoch == epoch
+	var short []schema.GroupVersionKind
+	for _, gvk := range kinds {
+		kw, ok := w.kinds[gvk]
+		if !ok {
+			continue // not cached: nothing of it is read
+		}
+		for _, m := range models {
+			if !kw.fields.Covers(m.Fields(gvk)) {
+				short = append(short, gvk)
+				break
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, gvk := range short {
+		log.FromContext(ctx).Info("a model reads fields the cache does not keep: widening", "gvk", gvk.String())
+		if err := w.Ensure(ctx, gvk, evaluate.FieldsOf(models, gvk)); err != nil {
+			log.FromContext(ctx).Error(err, "widen the fields kept", "gvk", gvk.String())
+		}
+	}
+	return current && len(short) == 0
 }
 
 // Synced reports whether the informer of a kind has its initial list.
@@ -113,6 +198,73 @@ func (w *Watcher) Listable(gvk schema.GroupVersionKind) bool {
 	return ok && kw.informer.HasSynced()
 }
 
+// Get returns the cached object of a watched kind, without a copy (it must
+// not be modified), once the kind's informer holds its initial list;
+// a NotFound error if it is not there, or if the kind is not watched.
+//
+// It reads the informer's store itself: controller-runtime's reader waits
+// for the sync of the informer it finds first, and one that Ensure replaces
+// meanwhile (to keep more fields) never syncs. Get waits for whichever
+// informer is current.
+func (w *Watcher) Get(ctx context.Context, key WorkloadKey) (*unstructured.Unstructured, error) {
+	notFound := apierrors.NewNotFound(schema.GroupResource{Group: key.GVK.Group, Resource: key.GVK.Kind}, key.Name)
+	for {
+		w.mu.Lock()
+		kw, ok := w.kinds[key.GVK]
+		w.mu.Unlock()
+		switch {
+		case !ok:
+			return nil, notFound
+		case kw.informer.HasSynced():
+			storeKey := key.Name
+			if key.Namespace != "" {
+				storeKey = key.Namespace + "/" + key.Name
+			}
+			item, exists, err := kw.store.GetByKey(storeKey)
+			if err != nil {
+				return nil, fmt.Errorf("read cached %s: %w", key, err)
+			}
+			if u, ok := item.(*unstructured.Unstructured); ok && exists {
+				return u, nil
+			}
+			return nil, notFound
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the cache of %s: %w", key.GVK.Kind, ctx.Err())
+		case <-time.After(settlePoll):
+		}
+	}
+}
+
+// cachedIn returns the objects of a watched kind in a namespace ("" for
+// all) that its informer's store holds now, without waiting for its initial
+// list and without copies; nil if the kind is not watched.
+func (w *Watcher) cachedIn(gvk schema.GroupVersionKind, namespace string) ([]*unstructured.Unstructured, error) {
+	w.mu.Lock()
+	kw, ok := w.kinds[gvk]
+	w.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	var items []any
+	if namespace == "" {
+		items = kw.store.List()
+	} else {
+		var err error
+		if items, err = kw.store.ByIndex(toolscache.NamespaceIndex, namespace); err != nil {
+			return nil, fmt.Errorf("list cached %s in %q: %w", gvk.Kind, namespace, err)
+		}
+	}
+	out := make([]*unstructured.Unstructured, 0, len(items))
+	for _, item := range items {
+		if u, ok := item.(*unstructured.Unstructured); ok {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
 // Watched reports whether a kind is watched.
 func (w *Watcher) Watched(gvk schema.GroupVersionKind) bool {
 	w.mu.Lock()
@@ -125,10 +277,19 @@ func (w *Watcher) Watched(gvk schema.GroupVersionKind) bool {
 func (w *Watcher) Stop(ctx context.Context, gvk schema.GroupVersionKind) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	kw, ok := w.kinds[gvk]
-	if !ok {
+	if _, ok := w.kinds[gvk]; !ok {
 		return nil
 	}
+	if err := w.stopLocked(ctx, gvk); err != nil {
+		return err
+	}
+	log.FromContext(ctx).Info("stopped watching kind", "gvk", gvk.String())
+	return nil
+}
+
+// stopLocked stops the informer of a watched kind; w.mu is held.
+func (w *Watcher) stopLocked(ctx context.Context, gvk schema.GroupVersionKind) error {
+	kw := w.kinds[gvk]
 	if err := kw.informer.RemoveEventHandler(kw.registration); err != nil {
 		return fmt.Errorf("stop handler for %s: %w", gvk, err)
 	}
@@ -136,8 +297,9 @@ func (w *Watcher) Stop(ctx context.Context, gvk schema.GroupVersionKind) error {
 		return fmt.Errorf("stop informer for %s: %w", gvk, err)
 	}
 	delete(w.kinds, gvk)
+	w.projections.delete(gvk)
+	w.epoch++
 	w.snapshots.forget(gvk)
-	log.FromContext(ctx).Info("stopped watching kind", "gvk", gvk.String())
 	return nil
 }
 
@@ -153,25 +315,16 @@ func (w *Watcher) WatchedKinds() []schema.GroupVersionKind {
 }
 
 // EnqueueKind enqueues every cached object of a target kind, in one namespace
-// or in all (namespace ""). It does nothing for a kind not yet synced: its
-// initial list enqueues every object anyway.
-func (w *Watcher) EnqueueKind(ctx context.Context, gvk schema.GroupVersionKind, namespace string) error {
-	if !w.Watched(gvk) {
-		return nil
+// or in all (namespace ""). It does not wait for a kind's initial list: the
+// objects still to come are enqueued as they arrive, and evaluated after
+// whatever made the caller enqueue the others.
+func (w *Watcher) EnqueueKind(gvk schema.GroupVersionKind, namespace string) error {
+	objs, err := w.cachedIn(gvk, namespace)
+	if err != nil {
+		return err
 	}
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	var opts []client.ListOption
-	if namespace != "" {
-		opts = append(opts, client.InNamespace(namespace))
-	}
-	// Only the keys are read: no copy of every object of the namespace.
-	opts = append(opts, client.UnsafeDisableDeepCopy)
-	if err := w.cache.List(ctx, list, opts...); err != nil {
-		return fmt.Errorf("list cached %s: %w", gvk, err)
-	}
-	for i := range list.Items {
-		w.enqueue(WorkloadKey{GVK: gvk, Namespace: list.Items[i].GetNamespace(), Name: list.Items[i].GetName()})
+	for _, o := range objs {
+		w.enqueue(WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
 	}
 	return nil
 }
@@ -206,9 +359,9 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 			// being watched, and then there is nothing to re-evaluate.
 			switch dep.Namespace {
 			case "":
-				_ = w.EnqueueKind(context.Background(), dep.Target, o.GetNamespace())
+				_ = w.EnqueueKind(dep.Target, o.GetNamespace())
 			case o.GetNamespace():
-				_ = w.EnqueueKind(context.Background(), dep.Target, "")
+				_ = w.EnqueueKind(dep.Target, "")
 			}
 		}
 	}

@@ -2,19 +2,16 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -30,12 +27,13 @@ var namespaceGVK = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
 // as events. It reads only from the cache and writes only when the desired
 // metadata differs from what the object carries.
 type WorkloadReconciler struct {
-	// Reader is the manager's cache.
+	// Reader is the manager's cache, for namespaces.
 	Reader client.Reader
 	// Writer sends server-side apply patches.
 	Writer   MetadataApplier
 	Registry *Registry
-	// Watcher, when set, tells whether a related kind's cache is complete.
+	// Watcher holds the target and related objects, and tells whether a
+	// kind's cache is complete and keeps what the models read.
 	Watcher *Watcher
 	// Written records what each object carries after a write or a check.
 	Written *Written
@@ -63,10 +61,11 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 		// events a moment later.
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
+	epoch := r.Watcher.Epoch()
 	// Objects are read from the cache without a copy: nothing below
 	// modifies them (the write is a new apply configuration).
-	obj := newObject(key.GVK)
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj, client.UnsafeDisableDeepCopy); err != nil {
+	obj, err := r.Watcher.Get(ctx, key)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(key)
 			return reconcile.Result{}, nil
@@ -96,13 +95,18 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	// Each getter copies the whole map out of the object: once each.
 	annotations, labels := obj.GetAnnotations(), obj.GetLabels()
 	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, labels, nsObj, key.Namespace != "")
-	related, complete, err := r.relatedObjects(ctx, matched, key.Namespace)
+	related, complete, err := r.relatedObjects(matched, key.Namespace)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if !complete {
 		// A related kind's initial list is still arriving: evaluating now
 		// could report a duty unmet for an object that is on its way.
+		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
+	}
+	if !r.Watcher.Covers(ctx, epoch, key.GVK, matched) {
+		// A kind was listed again, with more fields, while this read it:
+		// what was read may lack a field a rule reads.
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	start := time.Now()
@@ -211,24 +215,17 @@ const relatedSyncRetry = 250 * time.Millisecond
 // models read: in the object's namespace, or in the namespace a related
 // declaration names. It reports incomplete while a watched related kind's
 // initial list is still arriving.
-func (r *WorkloadReconciler) relatedObjects(ctx context.Context, matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, bool, error) {
+func (r *WorkloadReconciler) relatedObjects(matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, bool, error) {
 	return evaluate.RelatedInput(matched, namespace, func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
-		if r.Watcher != nil && r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
+		if r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
 			return nil, false, nil
 		}
-		var objs []map[string]any
-		var err error
-		if r.Watcher != nil {
-			objs, err = r.Watcher.snapshots.list(ctx, r.Reader, gvk, ns)
-		} else {
-			objs, err = listSorted(ctx, r.Reader, gvk, ns)
-		}
-		// A related kind that is not served (yet) has no objects: it reads as
-		// an empty list and the model's TargetsResolved condition says why.
-		// Any other error is retried.
-		if meta.IsNoMatchError(err) || errors.As(err, new(*cache.ErrResourceNotCached)) {
-			return nil, true, nil
-		}
+		// A related kind that is not watched (not served, yet) has no
+		// objects: it reads as an empty list and the model's
+		// TargetsResolved condition says why.
+		objs, err := r.Watcher.snapshots.list(gvk, ns, func() ([]*unstructured.Unstructured, error) {
+			return r.Watcher.cachedIn(gvk, ns)
+		})
 		return objs, true, err
 	})
 }

@@ -55,14 +55,15 @@ func TestCatalogEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controller.CacheOptions(),
+		Scheme: scheme, Cache: controller.CacheOptions(projections),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controller.Setup(mgr, controller.Options{ExcludedNamespaces: []string{"kube-system"}}); err != nil {
+	if err := controller.Setup(mgr, controller.Options{ExcludedNamespaces: []string{"kube-system"}, Projections: projections}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -85,15 +85,16 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 
+	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controller.CacheOptions(),
+		Scheme: scheme, Cache: controller.CacheOptions(projections),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create manager:", err)
 		return 1
 	}
-	if err := controller.Setup(mgr, controller.Options{ExcludedNamespaces: []string{"kube-system"}}); err != nil {
+	if err := controller.Setup(mgr, controller.Options{ExcludedNamespaces: []string{"kube-system"}, Projections: projections}); err != nil {
 		fmt.Fprintln(os.Stderr, "set up controllers:", err)
 		return 1
 	}
