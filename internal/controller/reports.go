@@ -2,8 +2,8 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -61,8 +60,8 @@ const (
 // cache. It writes a report only when its results change, and removes its
 // reports from a namespace that has no results left.
 type ReportReconciler struct {
-	// Cache reads the annotated objects.
-	Cache client.Reader
+	// Watcher holds the annotated objects.
+	Watcher *Watcher
 	// APIReader reads existing reports (they are not cached: the operator
 	// only needs them when its own content changes).
 	APIReader client.Reader
@@ -72,8 +71,9 @@ type ReportReconciler struct {
 	Mode      string
 
 	mu sync.Mutex
-	// written holds, per namespace, the content last written or confirmed.
-	written map[string]string
+	// written holds, per namespace, the SHA-256 of the content last written
+	// or confirmed (a busy namespace's content is hundreds of KiB).
+	written map[string][sha256.Size]byte
 	// kind is the report kind in use; checked is when a missing kind was seen.
 	kind    *schema.GroupVersionKind
 	checked time.Time
@@ -127,9 +127,14 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	if wait := r.holdOff(ns, time.Now()); wait > 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	objects, err := r.annotatedObjects(ctx, ns)
+	objects, complete, err := r.annotatedObjects(ns)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	if !complete {
+		// A target kind's initial list is still arriving: a report now
+		// would leave out objects that are on their way.
+		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	models := map[string]*evaluate.Model{}
 	for _, o := range objects {
@@ -140,12 +145,14 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		}
 	}
 	desired := report.Build(gvk, ns, objects, models, report.MaxResults)
-	fingerprint, err := json.Marshal(contents(desired))
+	encoded, err := json.Marshal(contents(desired))
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("encode reports of %s: %w", ns, err)
 	}
+	fingerprint := sha256.Sum256(encoded)
 	r.mu.Lock()
-	same := r.written[ns] == string(fingerprint)
+	last, ok := r.written[ns]
+	same := ok && last == fingerprint
 	r.mu.Unlock()
 	if same {
 		return reconcile.Result{}, nil
@@ -160,9 +167,9 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	r.mu.Lock()
 	if r.written == nil {
-		r.written = map[string]string{}
+		r.written = map[string][sha256.Size]byte{}
 	}
-	r.written[ns] = string(fingerprint)
+	r.written[ns] = fingerprint
 	r.mu.Unlock()
 	return reconcile.Result{}, nil
 }
@@ -210,21 +217,20 @@ func (r *ReportReconciler) forgetKindIfGone(err error) error {
 }
 
 // annotatedObjects lists, from the cache, the namespace's objects of every
-// target kind that carry a duties annotation.
-func (r *ReportReconciler) annotatedObjects(ctx context.Context, ns string) ([]report.Object, error) {
-	var out []report.Object
+// target kind that carry a duties annotation. complete is false while a
+// target kind's initial list is still arriving.
+func (r *ReportReconciler) annotatedObjects(ns string) (out []report.Object, complete bool, err error) {
 	for _, gvk := range r.Registry.TargetKinds() {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := r.Cache.List(ctx, list, client.InNamespace(ns)); err != nil {
-			if errors.As(err, new(*cache.ErrResourceNotCached)) || meta.IsNoMatchError(err) {
-				continue // not watched (yet): its objects carry no annotations of ours
-			}
-			return nil, fmt.Errorf("list %s in %s: %w", gvk.Kind, ns, err)
+		if r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
+			return nil, false, nil
 		}
-		for i := range list.Items {
-			o := &list.Items[i]
-			raw, ok := o.GetAnnotations()[v1alpha1.AnnotationDuties]
+		// Not watched (yet): no objects, and none carry annotations of ours.
+		items, err := r.Watcher.cachedIn(gvk, ns)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, o := range items {
+			raw, ok, _ := unstructured.NestedString(o.Object, "metadata", "annotations", v1alpha1.AnnotationDuties)
 			if !ok {
 				continue
 			}
@@ -234,7 +240,7 @@ func (r *ReportReconciler) annotatedObjects(ctx context.Context, ns string) ([]r
 			})
 		}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // write applies a report unless the stored one has the same content.

@@ -176,7 +176,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 
 	reportQueue := &queueRef[reconcile.Request]{}
 	reports := &ReportReconciler{
-		Cache:     mgr.GetCache(),
+		Watcher:   watcher,
 		APIReader: mgr.GetAPIReader(),
 		Writer:    mgr.GetClient(),
 		Mapper:    mgr.GetRESTMapper(),
