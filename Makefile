@@ -79,7 +79,7 @@ test-unit: ## Run only the unit tests (no control plane).
 
 # Fuzz by count, not time: a time-boxed run can fail spuriously on Go 1.26
 # (golang/go#75804). A failing input lands in internal/evaluate/testdata/fuzz.
-FUZZ_TARGETS ?= FuzzEvaluate FuzzParseDuties FuzzCompileRule FuzzWriteJSONString
+FUZZ_TARGETS ?= FuzzEvaluate FuzzProjection FuzzParseDuties FuzzCompileRule FuzzWriteJSONString
 FUZZ_EXECS ?= 2000
 
 .PHONY: test-fuzz
