@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -14,7 +15,7 @@ import (
 // a restart without reading anything back.
 type Tally struct {
 	mu       sync.Mutex
-	objects  map[WorkloadKey]map[string]objectState
+	objects  map[WorkloadKey][]objectState
 	counts   map[string]*modelCounts
 	onChange func(model string)
 
@@ -30,10 +31,19 @@ type seriesKey struct {
 	model, kind, duty, state, namespace string
 }
 
-// objectState is what one object contributes to one model's counts.
+// objectState is what one object contributes to one model's counts. The
+// tally holds one per object and matching model, so it is kept small: the
+// names are the compiled model's strings, and the duties a slice in the
+// order of the evaluation result (by name).
 type objectState struct {
+	model  string
 	unmet  bool
-	duties map[string]v1alpha1.DutyState
+	duties []tallyDuty
+}
+
+type tallyDuty struct {
+	name  string
+	state v1alpha1.DutyState
 }
 
 type modelCounts struct {
@@ -46,7 +56,7 @@ type modelCounts struct {
 // name of every model whose counts change.
 func NewTally(onChange func(model string)) *Tally {
 	return &Tally{
-		objects:  map[WorkloadKey]map[string]objectState{},
+		objects:  map[WorkloadKey][]objectState{},
 		counts:   map[string]*modelCounts{},
 		onChange: onChange,
 	}
@@ -54,17 +64,21 @@ func NewTally(onChange func(model string)) *Tally {
 
 // Record replaces what an object contributes with a new evaluation result.
 func (t *Tally) Record(key WorkloadKey, res evaluate.Result) {
-	next := make(map[string]objectState, len(res.Models))
-	for _, m := range res.Models {
-		next[m.Name] = objectState{duties: map[string]v1alpha1.DutyState{}}
-	}
-	for _, d := range res.Duties {
-		st := next[d.Model]
-		st.duties[d.Duty.Name] = d.State
-		if d.State == v1alpha1.DutyUnmet {
-			st.unmet = true
+	next := make([]objectState, len(res.Models))
+	duties := make([]tallyDuty, len(res.Duties))
+	d := 0
+	for i, m := range res.Models {
+		st := objectState{model: m.Name}
+		first := d
+		// res.Duties is sorted by model, as res.Models is.
+		for ; d < len(res.Duties) && res.Duties[d].Model == m.Name; d++ {
+			duties[d] = tallyDuty{name: res.Duties[d].Duty.Name, state: res.Duties[d].State}
+			if res.Duties[d].State == v1alpha1.DutyUnmet {
+				st.unmet = true
+			}
 		}
-		next[d.Model] = st
+		st.duties = duties[first:d:d]
+		next[i] = st
 	}
 	t.replace(key, next)
 }
@@ -72,24 +86,25 @@ func (t *Tally) Record(key WorkloadKey, res evaluate.Result) {
 // Forget removes an object (deleted, or no longer watched).
 func (t *Tally) Forget(key WorkloadKey) { t.replace(key, nil) }
 
-func (t *Tally) replace(key WorkloadKey, next map[string]objectState) {
+func (t *Tally) replace(key WorkloadKey, next []objectState) {
 	var changed []string
 	t.mu.Lock()
 	prev := t.objects[key]
-	for model, st := range prev {
-		if n, ok := next[model]; ok && n.equal(st) {
+	for _, st := range prev {
+		if n, ok := find(next, st.model); ok && n.equal(st) {
 			continue
 		}
-		t.add(model, key, st, -1)
-		changed = append(changed, model)
+		t.add(key, st, -1)
+		changed = append(changed, st.model)
 	}
-	for model, st := range next {
-		if p, ok := prev[model]; ok && p.equal(st) {
+	for _, st := range next {
+		p, seen := find(prev, st.model)
+		if seen && p.equal(st) {
 			continue
 		}
-		t.add(model, key, st, +1)
-		if _, seen := prev[model]; !seen {
-			changed = append(changed, model)
+		t.add(key, st, +1)
+		if !seen {
+			changed = append(changed, st.model)
 		}
 	}
 	if len(next) == 0 {
@@ -103,6 +118,15 @@ func (t *Tally) replace(key WorkloadKey, next map[string]objectState) {
 			t.onChange(m)
 		}
 	}
+}
+
+func find(states []objectState, model string) (objectState, bool) {
+	for _, st := range states {
+		if st.model == model {
+			return st, true
+		}
+	}
+	return objectState{}, false
 }
 
 // SetMetrics makes the tally mirror its counts into metrics.
@@ -148,10 +172,11 @@ func (t *Tally) observe(sk seriesKey, delta int32) {
 	}
 }
 
-func (t *Tally) add(model string, key WorkloadKey, st objectState, delta int32) {
+func (t *Tally) add(key WorkloadKey, st objectState, delta int32) {
+	model := st.model
 	t.observe(seriesKey{model: model, kind: key.GVK.Kind}, delta)
-	for name, state := range st.duties {
-		t.observe(seriesKey{model: model, duty: name, state: string(state), namespace: key.Namespace}, delta)
+	for _, d := range st.duties {
+		t.observe(seriesKey{model: model, duty: d.name, state: string(d.state), namespace: key.Namespace}, delta)
 	}
 	c := t.counts[model]
 	if c == nil {
@@ -162,7 +187,8 @@ func (t *Tally) add(model string, key WorkloadKey, st objectState, delta int32) 
 	if st.unmet {
 		c.unmet += delta
 	}
-	for name, state := range st.duties {
+	for _, d := range st.duties {
+		name, state := d.name, d.state
 		ds := c.duties[name]
 		if ds == nil {
 			ds = &v1alpha1.DutyStatus{Name: name}
@@ -204,13 +230,5 @@ func (t *Tally) Counts(model string) (matched, unmet int32, duties []v1alpha1.Du
 }
 
 func (s objectState) equal(o objectState) bool {
-	if s.unmet != o.unmet || len(s.duties) != len(o.duties) {
-		return false
-	}
-	for k, v := range s.duties {
-		if o.duties[k] != v {
-			return false
-		}
-	}
-	return true
+	return s.model == o.model && s.unmet == o.unmet && slices.Equal(s.duties, o.duties)
 }
