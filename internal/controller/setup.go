@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 	"unique"
+	"unsafe"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -79,7 +80,8 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // object. It also makes the operator's own annotation
 // values on objects share one copy each: every object a model matches
 // carries the same matrix, a few KiB of JSON, and most carry the same duties,
-// which would otherwise be decoded into a string of their own per object.
+// which would otherwise be decoded into a string of their own per object;
+// so are the keys of metadata, labels and annotations, and the namespace.
 // Last, it keeps of an object of a watched kind only what p says the models
 // read (nil p keeps everything).
 func TransformForCache(p *Projections) toolscache.TransformFunc {
@@ -90,15 +92,31 @@ func TransformForCache(p *Projections) toolscache.TransformFunc {
 			return out, err
 		}
 		if u, ok := out.(*unstructured.Unstructured); ok {
-			internOwnedAnnotations(u.Object)
+			internMetadata(u.Object)
 			p.project(u)
 		}
 		return out, nil
 	}
 }
 
-func internOwnedAnnotations(obj map[string]any) {
+// internMetadata makes the keys of an object's metadata, labels and
+// annotations, its namespace and the operator's own annotation values the
+// same strings on every object. A decoder makes a copy of each per object:
+// at 10,000 cached objects, a few MiB of the same few hundred strings.
+func internMetadata(obj map[string]any) {
 	meta, _ := obj["metadata"].(map[string]any)
+	if meta == nil {
+		return
+	}
+	internKeys(meta)
+	if ns, ok := meta["namespace"]; ok {
+		if _, ok := ns.(string); ok {
+			meta["namespace"] = unique.Make(ns).Value()
+		}
+	}
+	if labels, ok := meta["labels"].(map[string]any); ok {
+		internKeys(labels)
+	}
 	annotations, _ := meta["annotations"].(map[string]any)
 	if len(annotations) == 0 {
 		return
@@ -106,10 +124,27 @@ func internOwnedAnnotations(obj map[string]any) {
 	// kubectl apply's copy of the whole object, as large as the object
 	// itself on every kubectl-applied workload; rules see objects without it.
 	delete(annotations, lastAppliedAnnotation)
+	internKeys(annotations)
 	for _, k := range v1alpha1.OwnedAnnotations {
-		if v, ok := annotations[k].(string); ok && v != "" {
-			annotations[k] = unique.Make(v).Value()
+		if v, ok := annotations[k]; ok {
+			if _, ok := v.(string); ok {
+				// The value as an interface, so that its box is shared too.
+				annotations[k] = unique.Make(v).Value()
+			}
 		}
+	}
+}
+
+// internKeys replaces every key of m by its interned copy. Deleting a key
+// and adding an equal one reuses its slot: m does not grow.
+func internKeys(m map[string]any) {
+	for k, v := range m {
+		ik := unique.Make(k).Value()
+		if unsafe.StringData(ik) == unsafe.StringData(k) {
+			continue
+		}
+		delete(m, k)
+		m[ik] = v
 	}
 }
 

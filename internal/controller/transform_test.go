@@ -21,12 +21,13 @@ func TestTransformForCache(t *testing.T) {
 		return &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
 			"metadata": map[string]any{
-				"name": "db", "namespace": "team-a",
+				"name": "db", strings.Clone("namespace"): strings.Clone("team-a"),
 				"managedFields": []any{map[string]any{"manager": "kubectl"}},
+				"labels":        map[string]any{strings.Clone("app.kubernetes.io/name"): strings.Clone("db")},
 				"annotations": map[string]any{
-					lastAppliedAnnotation:     `{"apiVersion":"postgresql.cnpg.io/v1"}`,
-					v1alpha1.AnnotationMatrix: matrix,
-					"team.example/owner":      strings.Clone("alice"),
+					lastAppliedAnnotation:               `{"apiVersion":"postgresql.cnpg.io/v1"}`,
+					v1alpha1.AnnotationMatrix:           matrix,
+					strings.Clone("team.example/owner"): strings.Clone("alice"),
 				},
 			},
 			"spec": map[string]any{"instances": int64(3)},
@@ -54,6 +55,40 @@ func TestTransformForCache(t *testing.T) {
 		unsafe.StringData(a[v1alpha1.AnnotationMatrix]) != unsafe.StringData(b[v1alpha1.AnnotationMatrix]) {
 		t.Error("two objects' equal matrix annotations are two copies, want one shared")
 	}
+	// Keys, and the namespace, are the same few strings on every object.
+	metaA, metaB := got[0].Object["metadata"].(map[string]any), got[1].Object["metadata"].(map[string]any)
+	labelsA, labelsB := metaA["labels"].(map[string]any), metaB["labels"].(map[string]any)
+	annotationsA, annotationsB := metaA["annotations"].(map[string]any), metaB["annotations"].(map[string]any)
+	for _, c := range []struct {
+		key  string
+		a, b map[string]any
+	}{
+		{"namespace", metaA, metaB},
+		{"app.kubernetes.io/name", labelsA, labelsB},
+		{"team.example/owner", annotationsA, annotationsB},
+	} {
+		if keyData(t, c.a, c.key) != keyData(t, c.b, c.key) {
+			t.Errorf("two objects' key %q is two copies, want one shared", c.key)
+		}
+	}
+	if got[0].GetNamespace() != "team-a" || unsafe.StringData(got[0].GetNamespace()) != unsafe.StringData(got[1].GetNamespace()) {
+		t.Error("two objects' namespace is two copies, want one shared")
+	}
+	if got[0].GetLabels()["app.kubernetes.io/name"] != "db" {
+		t.Errorf("labels changed: %v", got[0].GetLabels())
+	}
+}
+
+// keyData is where the key of m equal to key keeps its bytes.
+func keyData(t *testing.T, m map[string]any, key string) *byte {
+	t.Helper()
+	for k := range m {
+		if k == key {
+			return unsafe.StringData(k)
+		}
+	}
+	t.Fatalf("no key %q in %v", key, m)
+	return nil
 }
 
 func TestTransformProjects(t *testing.T) {
