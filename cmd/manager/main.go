@@ -19,6 +19,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
+	"github.com/responsibility-operator/responsibility-operator/internal/memlimit"
 	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
 
@@ -44,6 +45,7 @@ func run() error {
 		concurrency                      int
 		qps                              float64
 		burst                            int
+		memoryLimitRatio                 float64
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -65,9 +67,20 @@ func run() error {
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: <tmp>/k8s-webhook-server/serving-certs).")
 	opts := zap.Options{}
+	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", 0.8, "Soft limit of the Go heap as a fraction of the container's memory limit (cgroup memory.max), so that the heap is collected harder before the container is killed; 0 disables it. GOMEMLIMIT, when set, wins.")
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	if memoryLimitRatio < 0 || memoryLimitRatio > 1 {
+		return fmt.Errorf("--memory-limit-ratio %v: want a fraction between 0 and 1", memoryLimitRatio)
+	}
+	if mem, err := memlimit.Set(os.DirFS("/sys/fs/cgroup"), memoryLimitRatio); err != nil {
+		setupLog.Error(err, "running without a soft memory limit; set GOMEMLIMIT to choose one")
+	} else {
+		setupLog.Info("memory limit", "source", mem.Source, "limitBytes", mem.Limit, "containerLimitBytes", mem.Container)
+	}
 
 	scheme, err := controller.NewScheme()
 	if err != nil {
@@ -138,7 +151,7 @@ func run() error {
 			return fmt.Errorf("add webhook readiness check: %w", err)
 		}
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "excludedNamespaces", excluded, "workloadConcurrency", concurrency, "webhook", enableWebhook)
+	setupLog.Info("starting manager", "excludedNamespaces", excluded, "workloadConcurrency", concurrency, "webhook", enableWebhook)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}

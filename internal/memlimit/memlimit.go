@@ -1,0 +1,90 @@
+// Package memlimit sets the Go runtime's soft memory limit from the
+// container's memory limit, so that the heap is collected harder as it nears
+// the limit instead of growing to twice the live heap and being killed.
+package memlimit
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// Files of the container's memory limit, relative to the cgroup file
+// system's root: cgroup v2 first, then v1.
+const (
+	cgroupV2Max = "memory.max"
+	cgroupV1Max = "memory/memory.limit_in_bytes"
+)
+
+// unlimitedV1 is the smallest value cgroup v1 reports for "no limit" (the
+// largest page-aligned int64; anything at or above it is unlimited).
+const unlimitedV1 = math.MaxInt64 &^ (1<<12 - 1)
+
+// Result says which soft limit the runtime has and where it came from.
+type Result struct {
+	// Limit is the soft limit in bytes; 0 when none was set.
+	Limit int64
+	// Container is the container's limit it was derived from, 0 if none.
+	Container int64
+	// Source is "GOMEMLIMIT", "cgroup" or "none".
+	Source string
+}
+
+// Set gives the runtime a soft memory limit of ratio × the container's
+// memory limit, read from the cgroup files in cgroupFS (os.DirFS
+// "/sys/fs/cgroup" in a pod). It leaves the limit alone when GOMEMLIMIT is
+// set in the environment (the runtime has already applied it), when ratio
+// is 0, and when the container has no limit. The remaining (1 - ratio) of
+// the container's limit is for what the runtime does not count: the
+// binary's mapped text and C libraries.
+func Set(cgroupFS fs.FS, ratio float64) (Result, error) {
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok && v != "" {
+		return Result{Limit: debug.SetMemoryLimit(-1), Source: "GOMEMLIMIT"}, nil
+	}
+	if ratio == 0 {
+		return Result{Source: "none"}, nil
+	}
+	if ratio < 0 || ratio > 1 {
+		return Result{}, fmt.Errorf("memory limit ratio %v: want a fraction between 0 and 1", ratio)
+	}
+	container, err := ContainerLimit(cgroupFS)
+	if err != nil || container == 0 {
+		return Result{Source: "none"}, err
+	}
+	limit := int64(float64(container) * ratio)
+	debug.SetMemoryLimit(limit)
+	return Result{Limit: limit, Container: container, Source: "cgroup"}, nil
+}
+
+// ContainerLimit reads the memory limit of the cgroup the process runs in,
+// v2 first, then v1. It returns 0 when there is no cgroup file system or
+// no limit.
+func ContainerLimit(cgroupFS fs.FS) (int64, error) {
+	for _, name := range []string{cgroupV2Max, cgroupV1Max} {
+		b, err := fs.ReadFile(cgroupFS, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read cgroup memory limit %s: %w", name, err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "max" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("cgroup memory limit %s: %q is not a number of bytes", name, s)
+		}
+		if n >= unlimitedV1 {
+			return 0, nil
+		}
+		return n, nil
+	}
+	return 0, nil
+}
