@@ -20,7 +20,11 @@ type relatedSnapshots struct {
 	// taken before a kind was stopped and watched again never looks current.
 	next     uint64
 	versions map[snapshotKey]uint64
-	snaps    map[snapshotKey]snapshot
+	// floors are, per kind, the number of its last forget: no snapshot of
+	// the kind older than that is current, in any namespace, even one whose
+	// namespace had no version yet when the kind was watched again.
+	floors map[schema.GroupVersionKind]uint64
+	snaps  map[snapshotKey]snapshot
 }
 
 type snapshotKey struct {
@@ -34,7 +38,11 @@ type snapshot struct {
 }
 
 func newRelatedSnapshots() *relatedSnapshots {
-	return &relatedSnapshots{versions: map[snapshotKey]uint64{}, snaps: map[snapshotKey]snapshot{}}
+	return &relatedSnapshots{
+		versions: map[snapshotKey]uint64{},
+		floors:   map[schema.GroupVersionKind]uint64{},
+		snaps:    map[snapshotKey]snapshot{},
+	}
 }
 
 // changed records that an object of gvk in namespace changed in the cache.
@@ -47,19 +55,18 @@ func (s *relatedSnapshots) changed(gvk schema.GroupVersionKind, namespace string
 	s.versions[snapshotKey{gvk, namespace}] = s.next
 }
 
-// forget drops every snapshot of a kind that is no longer watched.
+// forget drops every snapshot of a kind that is no longer watched, and
+// makes every snapshot of it taken before now out of date: a reader that
+// loaded the old informer's objects (narrower, when the kind is watched
+// again to keep more fields) and saves them after this must not be reused.
 func (s *relatedSnapshots) forget(gvk schema.GroupVersionKind) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.next++
+	s.floors[gvk] = s.next
 	for k := range s.snaps {
 		if k.gvk == gvk {
 			delete(s.snaps, k)
-		}
-	}
-	for k := range s.versions {
-		if k.gvk == gvk {
-			s.versions[k] = s.next
 		}
 	}
 }
@@ -70,7 +77,7 @@ func (s *relatedSnapshots) forget(gvk schema.GroupVersionKind) {
 func (s *relatedSnapshots) list(gvk schema.GroupVersionKind, namespace string, load func() ([]*unstructured.Unstructured, error)) ([]map[string]any, error) {
 	key := snapshotKey{gvk, namespace}
 	s.mu.Lock()
-	version := s.versions[key]
+	version := max(s.versions[key], s.floors[gvk])
 	snap, ok := s.snaps[key]
 	s.mu.Unlock()
 	if ok && snap.version == version {
