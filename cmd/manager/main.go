@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -73,7 +74,7 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	if memoryLimitRatio < 0 || memoryLimitRatio > 1 {
+	if math.IsNaN(memoryLimitRatio) || memoryLimitRatio < 0 || memoryLimitRatio > 1 {
 		return fmt.Errorf("--memory-limit-ratio %v: want a fraction between 0 and 1", memoryLimitRatio)
 	}
 	if mem, err := memlimit.Set(os.DirFS("/sys/fs/cgroup"), memoryLimitRatio); err != nil {

@@ -49,7 +49,7 @@ func Set(cgroupFS fs.FS, ratio float64) (Result, error) {
 	if ratio == 0 {
 		return Result{Source: "none"}, nil
 	}
-	if ratio < 0 || ratio > 1 {
+	if math.IsNaN(ratio) || ratio < 0 || ratio > 1 {
 		return Result{}, fmt.Errorf("memory limit ratio %v: want a fraction between 0 and 1", ratio)
 	}
 	container, err := ContainerLimit(cgroupFS)

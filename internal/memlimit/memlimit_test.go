@@ -57,6 +57,7 @@ func TestSet(t *testing.T) {
 		{name: "ratio 0 disables", files: limited, ratio: 0, wantSource: "none", wantLimit: math.MaxInt64},
 		{name: "no limit", files: fstest.MapFS{"memory.max": {Data: []byte("max")}}, ratio: 0.9, wantSource: "none", wantLimit: math.MaxInt64},
 		{name: "ratio above 1", files: limited, ratio: 1.5, wantErr: true, wantLimit: math.MaxInt64},
+		{name: "ratio NaN", files: limited, ratio: math.NaN(), wantErr: true, wantLimit: math.MaxInt64},
 		{name: "unreadable limit", files: fstest.MapFS{"memory.max": {Data: []byte("x")}}, ratio: 0.9, wantErr: true, wantLimit: math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
