@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -74,8 +73,8 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	if math.IsNaN(memoryLimitRatio) || memoryLimitRatio < 0 || memoryLimitRatio > 1 {
-		return fmt.Errorf("--memory-limit-ratio %v: want a fraction between 0 and 1", memoryLimitRatio)
+	if err := memlimit.CheckRatio(memoryLimitRatio); err != nil {
+		return fmt.Errorf("--memory-limit-ratio: %w", err)
 	}
 	if mem, err := memlimit.Set(os.DirFS("/sys/fs/cgroup"), memoryLimitRatio); err != nil {
 		setupLog.Error(err, "running without a soft memory limit; set GOMEMLIMIT to choose one")

@@ -49,8 +49,8 @@ func Set(cgroupFS fs.FS, ratio float64) (Result, error) {
 	if ratio == 0 {
 		return Result{Source: "none"}, nil
 	}
-	if math.IsNaN(ratio) || ratio < 0 || ratio > 1 {
-		return Result{}, fmt.Errorf("memory limit ratio %v: want a fraction between 0 and 1", ratio)
+	if err := CheckRatio(ratio); err != nil {
+		return Result{}, err
 	}
 	container, err := ContainerLimit(cgroupFS)
 	if err != nil || container == 0 {
@@ -59,6 +59,15 @@ func Set(cgroupFS fs.FS, ratio float64) (Result, error) {
 	limit := int64(float64(container) * ratio)
 	debug.SetMemoryLimit(limit)
 	return Result{Limit: limit, Container: container, Source: "cgroup"}, nil
+}
+
+// CheckRatio refuses a ratio that is not a fraction between 0 and 1 (NaN
+// included: every comparison with it is false).
+func CheckRatio(ratio float64) error {
+	if math.IsNaN(ratio) || ratio < 0 || ratio > 1 {
+		return fmt.Errorf("memory limit ratio %v: want a fraction between 0 and 1", ratio)
+	}
+	return nil
 }
 
 // ContainerLimit reads the memory limit of the cgroup the process runs in,
