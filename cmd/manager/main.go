@@ -116,7 +116,7 @@ func run() error {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		Cache:                         controller.CacheOptions(projections),
+		NewCache:                      controller.NewCache(projections),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    webhookHost,
 			Port:    webhookPort,

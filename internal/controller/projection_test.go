@@ -31,6 +31,13 @@ func TestCacheKeepsWhatModelsRead(t *testing.T) {
 	schedule := createObject(t, cnpg, "ScheduledBackup", ns, "orders-daily", nil,
 		map[string]any{"cluster": map[string]any{"name": "orders"}, "schedule": "0 0 0 * * *", "suspend": true})
 	waitAnnotation(t, db, v1alpha1.AnnotationModels, "projection-a", true)
+	inf, err := c.GetInformer(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := inf.(*decodedInformer); !ok {
+		t.Errorf("the cache watches Clusters with a %T, not with the projecting decoder", inf)
+	}
 
 	cached := func(proto *unstructured.Unstructured) map[string]any {
 		t.Helper()

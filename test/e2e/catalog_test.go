@@ -57,7 +57,7 @@ func TestCatalogEndToEnd(t *testing.T) {
 	}
 	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controller.CacheOptions(projections),
+		Scheme: scheme, NewCache: controller.NewCache(projections),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {

@@ -87,7 +87,7 @@ func runSuite(m *testing.M) int {
 
 	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, Cache: controller.CacheOptions(projections),
+		Scheme: scheme, NewCache: controller.NewCache(projections),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
