@@ -80,12 +80,16 @@ test-unit: ## Run only the unit tests (no control plane).
 # Fuzz by count, not time: a time-boxed run can fail spuriously on Go 1.26
 # (golang/go#75804). A failing input lands in internal/evaluate/testdata/fuzz.
 FUZZ_TARGETS ?= FuzzEvaluate FuzzProjection FuzzParseDuties FuzzCompileRule FuzzWriteJSONString
+CONTROLLER_FUZZ_TARGETS ?= FuzzProjectingDecoder
 FUZZ_EXECS ?= 2000
 
 .PHONY: test-fuzz
-test-fuzz: ## Fuzz rule evaluation and annotation parsing briefly (FUZZ_EXECS=100000 for longer); the seed corpus runs in every go test.
+test-fuzz: ## Fuzz rule evaluation, annotation parsing and the watch decoder briefly (FUZZ_EXECS=100000 for longer); the seed corpus runs in every go test.
 	for target in $(FUZZ_TARGETS); do \
 		go test ./internal/evaluate/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
+	done
+	for target in $(CONTROLLER_FUZZ_TARGETS); do \
+		go test ./internal/controller/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
 	done
 
 .PHONY: test-integration
