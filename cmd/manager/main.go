@@ -46,6 +46,7 @@ func run() error {
 		qps                              float64
 		burst                            int
 		memoryLimitRatio                 float64
+		gcPercent                        int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -67,6 +68,7 @@ func run() error {
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: <tmp>/k8s-webhook-server/serving-certs).")
 	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", 0.8, "Soft limit of the Go heap as a fraction of the container's memory limit (cgroup memory.max), so that the heap is collected harder before the container is killed; 0 disables it. GOMEMLIMIT, when set, wins.")
+	flag.IntVar(&gcPercent, "gc-percent", 35, "Garbage collector target: the heap may grow by this percentage of the live heap between collections. The operator's heap is mostly its long-lived cache, so below Go's default of 100 its peak memory stays closer to the cache, for some CPU (measured: make bench). GOGC, when set, wins.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -76,6 +78,11 @@ func run() error {
 	if err := memlimit.CheckRatio(memoryLimitRatio); err != nil {
 		return fmt.Errorf("--memory-limit-ratio: %w", err)
 	}
+	gc, err := memlimit.SetGCPercent(gcPercent)
+	if err != nil {
+		return fmt.Errorf("--gc-percent: %w", err)
+	}
+	setupLog.Info("garbage collector", "source", gc.Source, "percent", gc.Percent)
 	if mem, err := memlimit.Set(os.DirFS("/sys/fs/cgroup"), memoryLimitRatio); err != nil {
 		setupLog.Error(err, "running without a soft memory limit; set GOMEMLIMIT to choose one")
 	} else {

@@ -97,3 +97,32 @@ func ContainerLimit(cgroupFS fs.FS) (int64, error) {
 	}
 	return 0, nil
 }
+
+// GC says what the garbage collector's target percentage is and where it
+// came from.
+type GC struct {
+	// Percent is how much the heap may grow, as a percentage of the live
+	// heap, between collections; -1 when GOGC=off.
+	Percent int
+	// Source is "GOGC" or "flag".
+	Source string
+}
+
+// SetGCPercent sets the collector's target percentage, unless GOGC is set
+// in the environment (the runtime has already applied it). Go's default,
+// 100, lets the heap grow to twice the live heap between collections; an
+// operator's live heap is mostly its cache, long-lived and growing with the
+// cluster, so a lower target holds its peak memory closer to the cache
+// itself.
+func SetGCPercent(percent int) (GC, error) {
+	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
+		current := debug.SetGCPercent(100)
+		debug.SetGCPercent(current)
+		return GC{Percent: current, Source: "GOGC"}, nil
+	}
+	if percent <= 0 {
+		return GC{}, fmt.Errorf("GC percent %d: want a positive percentage (Go's default is 100)", percent)
+	}
+	debug.SetGCPercent(percent)
+	return GC{Percent: percent, Source: "flag"}, nil
+}

@@ -78,3 +78,37 @@ func TestSet(t *testing.T) {
 		})
 	}
 }
+
+func TestSetGCPercent(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+
+	t.Setenv("GOGC", "")
+	got, err := SetGCPercent(50)
+	if err != nil || got != (GC{Percent: 50, Source: "flag"}) {
+		t.Fatalf("SetGCPercent(50) = %+v, %v", got, err)
+	}
+	if p := debug.SetGCPercent(50); p != 50 {
+		t.Errorf("the runtime's percentage is %d, want 50", p)
+	}
+	for _, bad := range []int{0, -1} {
+		if _, err := SetGCPercent(bad); err == nil {
+			t.Errorf("SetGCPercent(%d) accepted", bad)
+		}
+	}
+	if p := debug.SetGCPercent(50); p != 50 {
+		t.Errorf("a refused percentage changed the runtime's to %d", p)
+	}
+
+	// The runtime read GOGC when the process started; set now, it only
+	// makes SetGCPercent leave the percentage alone.
+	t.Setenv("GOGC", "70")
+	debug.SetGCPercent(80)
+	got, err = SetGCPercent(50)
+	if err != nil || got != (GC{Percent: 80, Source: "GOGC"}) {
+		t.Errorf("with GOGC set, SetGCPercent(50) = %+v, %v; want the runtime's 80 left alone", got, err)
+	}
+	if p := debug.SetGCPercent(80); p != 80 {
+		t.Errorf("with GOGC set, the runtime's percentage became %d", p)
+	}
+}
