@@ -1,6 +1,7 @@
-// Package memlimit sets the Go runtime's soft memory limit from the
-// container's memory limit, so that the heap is collected harder as it nears
-// the limit instead of growing to twice the live heap and being killed.
+// Package memlimit sets the Go runtime's memory knobs: the soft memory limit
+// from the container's memory limit, so that the heap is collected harder as
+// it nears the limit instead of growing to twice the live heap and being
+// killed, and the collector's target percentage (SetGCPercent).
 package memlimit
 
 import (
