@@ -51,14 +51,26 @@ func (p *Projections) delete(gvk schema.GroupVersionKind) {
 // project keeps the part of u its kind's projection says; a kind without
 // one is kept whole.
 func (p *Projections) project(u *unstructured.Unstructured) {
-	if p == nil {
-		return
+	if f := p.kept(u.GroupVersionKind()); !f.IsAll() {
+		u.Object = f.Project(u.Object)
 	}
-	gvk := u.GroupVersionKind()
+}
+
+// kept is what the cache keeps of a kind's objects: everything when p is
+// nil or the kind has no projection, only the metadata when its projection
+// is nil.
+func (p *Projections) kept(gvk schema.GroupVersionKind) *evaluate.Fields {
+	if p == nil {
+		return evaluate.AllFields()
+	}
 	p.mu.RLock()
 	f, ok := p.fields[gvk]
 	p.mu.RUnlock()
-	if ok {
-		u.Object = f.Project(u.Object)
+	switch {
+	case !ok:
+		return evaluate.AllFields()
+	case f == nil:
+		return &evaluate.Fields{}
 	}
+	return f
 }
