@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
@@ -167,62 +166,6 @@ func untrackedEnv() (*cel.Env, error) {
 	return untrackedEnvVal, nil
 }
 
-// MaxObjectBytes bounds the size of an object the API server stores: its
-// largest request body. No string, list or map inside an object or its
-// namespace is larger, which bounds the cost of reading them.
-const MaxObjectBytes = 3 * 1024 * 1024
-
-// MaxNameLength bounds an object's name and namespace: the API server accepts
-// only DNS subdomains (at most 253 characters) as custom resource names.
-const MaxNameLength = 253
-
-// sizeBounds tells the cost estimator how large the values a rule reads can
-// be. A value read from object or namespaceObject, or from inside a related
-// object, is at most MaxObjectBytes long. A related list is unbounded (a
-// namespace may hold any number of objects of a kind) unless relatedItems is
-// set: compileProgram uses that to ask what the cost would be were every
-// related list at most that long.
-type sizeBounds struct {
-	relatedItems uint64
-}
-
-func (b sizeBounds) EstimateSize(element checker.AstNode) *checker.SizeEstimate {
-	path := element.Path()
-	switch {
-	case len(path) == 0:
-		return nil
-	case isNameOrNamespace(path):
-		return &checker.SizeEstimate{Min: 0, Max: MaxNameLength}
-	case path[0] == VarObject || path[0] == VarNamespaceObject:
-		return &checker.SizeEstimate{Min: 0, Max: MaxObjectBytes}
-	case path[0] != VarRelated || len(path) < 2:
-		return nil
-	case len(path) == 2:
-		if b.relatedItems == 0 {
-			return nil
-		}
-		return &checker.SizeEstimate{Min: 0, Max: b.relatedItems}
-	default:
-		return &checker.SizeEstimate{Min: 0, Max: MaxObjectBytes}
-	}
-}
-
-// isNameOrNamespace is whether path ends in metadata.name or
-// metadata.namespace of object or a related object.
-func isNameOrNamespace(path []string) bool {
-	n := len(path)
-	return n >= 3 && path[n-2] == "metadata" && (path[n-1] == "name" || path[n-1] == "namespace") &&
-		((n == 3 && path[0] == VarObject) || (n == 5 && path[0] == VarRelated && path[2] == "@items"))
-}
-
-func (sizeBounds) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-	return nil
-}
-
-// relatedBounds are the related list lengths, largest first, for which
-// compileProgram tries to prove a rule's cost within the limit.
-var relatedBounds = []uint64{1000, 100, 10}
-
 type resultKind int
 
 const (
@@ -236,9 +179,12 @@ type program struct {
 	// tracked stops when the cost exceeds the limit.
 	tracked cel.Program
 	// untracked runs without the cost tracker, on inputs whose related lists
-	// are at most untrackedUpTo long; nil if its cost is never known bounded.
-	untracked     cel.Program
-	untrackedUpTo int
+	// are at most untrackedUpTo long and, if untrackedObjectItems is set,
+	// whose object has no string, list or map the expression reads longer
+	// than that; nil if its cost is never known bounded.
+	untracked            cel.Program
+	untrackedUpTo        int
+	untrackedObjectItems int
 	// object and related are what the expression reads of its variables
 	// (see readFields).
 	object, related *Fields
@@ -246,7 +192,8 @@ type program struct {
 
 // pick returns the program to run on act.
 func (p *program) pick(act *activation) cel.Program {
-	if p.untracked != nil && act.relatedItems <= p.untrackedUpTo {
+	if p.untracked != nil && act.relatedItems <= p.untrackedUpTo &&
+		(p.untrackedObjectItems == 0 || fitsObject(act.object, p.object, p.untrackedObjectItems)) {
 		return p.untracked
 	}
 	return p.tracked
@@ -257,12 +204,14 @@ func (p *program) pick(act *activation) cel.Program {
 //
 // An expression whose most expensive evaluation is within the limit whatever
 // the input cannot exceed it at run time, so it is planned without cel-go's
-// run-time cost tracker, which is about a third of an evaluation's time.
-// One whose cost grows with the length of the related lists gets both: the
-// untracked program runs when every related list is short enough for the
-// estimate to stay within the limit, the tracked one otherwise. Every other
-// expression (a loop over a list inside the object, say) keeps the tracker and
-// is stopped when it exceeds the limit.
+// run-time cost tracker, which is about a third of an evaluation's time (more
+// than half for one that walks a list).
+// One whose cost grows with the length of the related lists, or with the
+// length of the strings and lists it reads of the object (a loop over
+// spec.postgresql.pg_hba, say), gets both: the untracked program runs when
+// the inputs are small enough for the estimate to stay within the limit (see
+// untrackedBounds), the tracked one otherwise. Every other expression keeps
+// the tracker and is stopped when it exceeds the limit.
 func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, error) {
 	env := envs.checked
 	ast, issues := env.Compile(expr)
@@ -289,24 +238,42 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}
-	if est.Max <= RuleCostLimit {
-		p.untrackedUpTo = math.MaxInt
-	} else {
-		for _, n := range relatedBounds {
-			est, err := env.EstimateCost(ast, &library.CostEstimator{SizeEstimator: sizeBounds{relatedItems: n}})
-			if err == nil && est.Max <= RuleCostLimit {
-				p.untrackedUpTo = int(n)
-				break
-			}
-		}
-		if p.untrackedUpTo == 0 {
-			return p, nil
-		}
+	var ok bool
+	if p.untrackedUpTo, p.untrackedObjectItems, ok = untrackedBounds(env, ast, p.object); !ok {
+		return p, nil
 	}
 	if p.untracked, err = envs.untracked.PlanProgram(ast.NativeRep(), cel.EvalOptions(cel.OptOptimize)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}
 	return p, nil
+}
+
+// untrackedBounds finds the inputs on which an expression's cost is known
+// within the limit: related lists at most relatedItems long (math.MaxInt for
+// any) and no value read of the object longer than objectItems (0 for any).
+// It prefers any object to a small one, then the longest related lists. ok is
+// false if no bound it tries is enough, or if the expression reads the whole
+// object, which pick would have to measure on every evaluation.
+func untrackedBounds(env *cel.Env, ast *cel.Ast, object *Fields) (relatedItems, objectItems int, ok bool) {
+	paths := objectPaths(ast.NativeRep())
+	objects := []uint64{0}
+	if !object.IsAll() && object.Each == nil {
+		objects = append(objects, objectBounds...)
+	}
+	for _, o := range objects {
+		for _, r := range append([]uint64{0}, relatedBounds...) {
+			est, err := env.EstimateCost(ast, newCostEstimator(sizeBounds{relatedItems: r, objectItems: o, paths: paths}))
+			if err != nil || est.Max > RuleCostLimit {
+				continue
+			}
+			relatedItems = math.MaxInt
+			if r != 0 {
+				relatedItems = int(r)
+			}
+			return relatedItems, int(o), true
+		}
+	}
+	return 0, 0, false
 }
 
 // activation holds the variables of one evaluation.

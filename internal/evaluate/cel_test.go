@@ -49,25 +49,50 @@ func TestUntrackedEnvMatches(t *testing.T) {
 
 // TestProgramChoice checks which rules run without the cost tracker: those
 // whose cost is bounded whatever the input always, those whose cost grows
-// with the related lists only while the lists are short, the rest never.
+// with the related lists or with what they read of the object only while
+// those are short, the rest never.
 func TestProgramChoice(t *testing.T) {
+	pgHBA := func(n int) map[string]any {
+		// The worst case the bound allows: n rules of n characters.
+		rules := make([]any, n)
+		for i := range rules {
+			rules[i] = strings.Repeat(" ", n-1) + "h"
+		}
+		return map[string]any{"spec": map[string]any{"postgresql": map[string]any{"pg_hba": rules}}}
+	}
+	description := func(n int) map[string]any {
+		return map[string]any{"spec": map[string]any{"description": strings.Repeat("d", n)}}
+	}
 	cases := []struct {
 		rule string
 		// upTo is the longest related list the untracked program may run on:
 		// 0 for never, math.MaxInt for always.
 		upTo int
+		// objectItems is the longest string or list read of the object the
+		// untracked program may run on (0 for any), and object builds an
+		// object whose value read is n long.
+		objectItems int
+		object      func(n int) map[string]any
 	}{
-		{`object.spec.instances >= 2`, math.MaxInt},
-		{`object.spec.?postgresql.?parameters.?ssl_min_protocol_version.orValue("") in ["TLSv1.2", "TLSv1.3"]`, math.MaxInt},
-		{`quantity(object.spec.resources.limits.memory).compareTo(quantity("256Mi")) >= 0`, math.MaxInt},
-		{`namespaceObject.metadata.labels.tenant == object.metadata.labels.tenant`, math.MaxInt},
-		{backupRule, 1000},
+		{rule: `object.spec.instances >= 2`, upTo: math.MaxInt},
+		{rule: `object.spec.?postgresql.?parameters.?ssl_min_protocol_version.orValue("") in ["TLSv1.2", "TLSv1.3"]`, upTo: math.MaxInt},
+		{rule: `quantity(object.spec.resources.limits.memory).compareTo(quantity("256Mi")) >= 0`, upTo: math.MaxInt},
+		{rule: `namespaceObject.metadata.labels.tenant == object.metadata.labels.tenant`, upTo: math.MaxInt},
+		{rule: backupRule, upTo: 1000},
 		// Names are short; two strings of up to 3 MiB each cost too much
 		// to compare even ten times.
-		{`related.schedules.exists(s, related.schedules.exists(t, s.metadata.name == t.metadata.name))`, 100},
-		{`related.schedules.exists(s, s.spec.cluster.name == object.spec.description)`, 0},
-		{`object.spec.?postgresql.?pg_hba.orValue([]).exists(r, r.trim().startsWith("host "))`, 0},
-		{`related.schedules.map(s, s.spec.cluster.name).join(",").contains(object.metadata.name)`, 0},
+		{rule: `related.schedules.exists(s, related.schedules.exists(t, s.metadata.name == t.metadata.name))`, upTo: 100},
+		{rule: `related.schedules.exists(s, s.spec.cluster.name == object.spec.description)`, upTo: 100, objectItems: 64 << 10, object: description},
+		// The optional chain is followed to the list it walks.
+		{rule: `object.spec.?postgresql.?pg_hba.orValue([]).exists(r, r.trim().startsWith("host "))`, upTo: math.MaxInt, objectItems: 1 << 10, object: pgHBA},
+		{rule: `object.spec.postgresql.pg_hba.exists(r, r.trim().startsWith("host "))`, upTo: math.MaxInt, objectItems: 1 << 10, object: pgHBA},
+		// A default with something inside could be walked instead.
+		{rule: `object.spec.?postgresql.?pg_hba.orValue(["host all"]).exists(r, r.trim().startsWith("host "))`},
+		// Joined strings are longer than any string of the object.
+		{rule: `related.schedules.map(s, s.spec.cluster.name).join(",").contains(object.metadata.name)`},
+		// A rule that reads the whole object would have it measured on
+		// every evaluation.
+		{rule: `object.all(k, k.size() < 300)`},
 	}
 	for _, c := range cases {
 		t.Run(c.rule, func(t *testing.T) {
@@ -82,14 +107,34 @@ func TestProgramChoice(t *testing.T) {
 				t.Fatalf("untracked program for related lists up to %d long (present: %v), want up to %d",
 					got, p.untracked != nil, c.upTo)
 			}
-			if c.upTo == 0 || c.upTo == math.MaxInt {
+			if p.untrackedObjectItems != c.objectItems {
+				t.Fatalf("untracked program for object values up to %d long, want up to %d", p.untrackedObjectItems, c.objectItems)
+			}
+			if c.upTo == 0 {
 				return
 			}
-			if p.pick(&activation{relatedItems: c.upTo}) != p.untracked {
-				t.Errorf("%d related objects: the tracked program runs, want the untracked one", c.upTo)
+			if c.upTo != math.MaxInt {
+				if p.pick(&activation{relatedItems: c.upTo}) != p.untracked {
+					t.Errorf("%d related objects: the tracked program runs, want the untracked one", c.upTo)
+				}
+				if p.pick(&activation{relatedItems: c.upTo + 1}) != p.tracked {
+					t.Errorf("%d related objects: the untracked program runs, want the tracked one", c.upTo+1)
+				}
 			}
-			if p.pick(&activation{relatedItems: c.upTo + 1}) != p.tracked {
-				t.Errorf("%d related objects: the untracked program runs, want the tracked one", c.upTo+1)
+			if c.objectItems != 0 {
+				if p.pick(&activation{object: c.object(c.objectItems)}) != p.untracked {
+					t.Errorf("object value %d long: the tracked program runs, want the untracked one", c.objectItems)
+				}
+				if p.pick(&activation{object: c.object(c.objectItems + 1)}) != p.tracked {
+					t.Errorf("object value %d long: the untracked program runs, want the tracked one", c.objectItems+1)
+				}
+				_, details, err := p.tracked.Eval(&activation{object: c.object(c.objectItems), related: map[string]any{"schedules": []any{}}})
+				if err != nil {
+					t.Fatalf("the largest object the untracked program may run on: %v", err)
+				}
+				if cost := *details.ActualCost(); cost > RuleCostLimit {
+					t.Errorf("the largest object the untracked program may run on costs %d, over the limit of %d", cost, RuleCostLimit)
+				}
 			}
 		})
 	}

@@ -943,8 +943,8 @@ func directState(t *testing.T, d *Duty, in Input) v1alpha1.DutyState {
 		t.Fatalf("the rule cost %d, over the limit of %d, and was not stopped", cost, RuleCostLimit)
 	}
 	if d.rule.pick(act) != d.rule.tracked && (cost > RuleCostLimit || (err != nil && strings.Contains(err.Error(), "cost limit"))) {
-		t.Fatalf("the rule was planned without cost tracking for related lists up to %d long (the longest here is %d), but costs %d, over the limit of %d",
-			d.rule.untrackedUpTo, act.relatedItems, cost, RuleCostLimit)
+		t.Fatalf("the rule was planned without cost tracking for related lists up to %d long (the longest here is %d) and object values up to %d long (0: any), but costs %d, over the limit of %d",
+			d.rule.untrackedUpTo, act.relatedItems, d.rule.untrackedObjectItems, cost, RuleCostLimit)
 	}
 	if err != nil {
 		return v1alpha1.DutyUnknown

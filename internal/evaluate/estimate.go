@@ -1,0 +1,356 @@
+package evaluate
+
+import (
+	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
+	"k8s.io/apiserver/pkg/cel/library"
+)
+
+// MaxObjectBytes bounds the size of an object the API server stores: its
+// largest request body. No string, list or map inside an object or its
+// namespace is larger, which bounds the cost of reading them.
+const MaxObjectBytes = 3 * 1024 * 1024
+
+// MaxNameLength bounds an object's name and namespace: the API server accepts
+// only DNS subdomains (at most 253 characters) as custom resource names.
+const MaxNameLength = 253
+
+// relatedBounds are the related list lengths, largest first, for which
+// compileProgram tries to prove a rule's cost within the limit.
+var relatedBounds = []uint64{1000, 100, 10}
+
+// objectBounds are the lengths, largest first, for which compileProgram
+// tries to prove a rule's cost within the limit when no string, list or map
+// the rule reads of object is longer (see fitsObject).
+var objectBounds = []uint64{64 << 10, 16 << 10, 4 << 10, 1 << 10, 256}
+
+// sizeBounds tells the cost estimator how large the values a rule reads can
+// be. A value read from object or namespaceObject, or from inside a related
+// object, is at most MaxObjectBytes long. A related list is unbounded (a
+// namespace may hold any number of objects of a kind) unless relatedItems is
+// set, and a value read from object is at most objectItems long if that is
+// set: compileProgram uses them to ask what the cost would be were the inputs
+// that small.
+type sizeBounds struct {
+	relatedItems uint64
+	objectItems  uint64
+	// paths are the paths into object of expressions whose path the
+	// estimator does not follow (see objectPaths).
+	paths map[int64][]string
+}
+
+func (b sizeBounds) EstimateSize(element checker.AstNode) *checker.SizeEstimate {
+	return b.sizeOf(b.pathOf(element))
+}
+
+func (b sizeBounds) pathOf(n checker.AstNode) []string {
+	if n.Expr() != nil {
+		if p, ok := b.paths[n.Expr().ID()]; ok {
+			return p
+		}
+	}
+	return n.Path()
+}
+
+func (b sizeBounds) sizeOf(path []string) *checker.SizeEstimate {
+	switch {
+	case len(path) == 0:
+		return nil
+	case isNameOrNamespace(path):
+		return &checker.SizeEstimate{Min: 0, Max: MaxNameLength}
+	case path[0] == VarObject && b.objectItems != 0:
+		return &checker.SizeEstimate{Min: 0, Max: b.objectItems}
+	case path[0] == VarObject || path[0] == VarNamespaceObject:
+		return &checker.SizeEstimate{Min: 0, Max: MaxObjectBytes}
+	case path[0] != VarRelated || len(path) < 2:
+		return nil
+	case len(path) == 2:
+		if b.relatedItems == 0 {
+			return nil
+		}
+		return &checker.SizeEstimate{Min: 0, Max: b.relatedItems}
+	default:
+		return &checker.SizeEstimate{Min: 0, Max: MaxObjectBytes}
+	}
+}
+
+// isNameOrNamespace is whether path ends in metadata.name or
+// metadata.namespace of object or a related object.
+func isNameOrNamespace(path []string) bool {
+	n := len(path)
+	return n >= 3 && path[n-2] == "metadata" && (path[n-1] == "name" || path[n-1] == "namespace") &&
+		((n == 3 && path[0] == VarObject) || (n == 5 && path[0] == VarRelated && path[2] == "@items"))
+}
+
+func (sizeBounds) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// costEstimator is the Kubernetes cost estimator, which also knows how large
+// the value of an optional select is. cel-go's estimator gives
+// object.spec.?tls.?enabled and x.orValue(d) no size, so that a rule
+// that walks an optional list (object.spec.?postgresql.?pg_hba.orValue([]))
+// can never be shown bounded. It charges those calls what cel-go does
+// (1 plus their arguments), and only adds the size of the result.
+type costEstimator struct {
+	*library.CostEstimator
+	bounds sizeBounds
+}
+
+func newCostEstimator(b sizeBounds) costEstimator {
+	return costEstimator{CostEstimator: &library.CostEstimator{SizeEstimator: b}, bounds: b}
+}
+
+func (e costEstimator) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	var size *checker.SizeEstimate
+	switch overloadID {
+	case "select_optional_field":
+		if len(args) == 2 {
+			size = e.bounds.sizeOf(optSelectPath(e.bounds, args))
+		}
+	case "optional_value":
+		if target != nil {
+			size = e.sizeOfNode(*target)
+		}
+	case "optional_orValue_value":
+		if target != nil && len(args) == 1 {
+			if t, d := e.sizeOfNode(*target), e.sizeOfNode(args[0]); t != nil && d != nil {
+				u := t.Union(*d)
+				size = &u
+			}
+		}
+	}
+	if size != nil {
+		return &checker.CallEstimate{CostEstimate: checker.FixedCostEstimate(1), ResultSize: size}
+	}
+	return e.CostEstimator.EstimateCallCost(function, overloadID, target, args)
+}
+
+// sizeOfNode is the size the estimator knows of a node, or else the bound
+// of its path.
+func (e costEstimator) sizeOfNode(n checker.AstNode) *checker.SizeEstimate {
+	if s := n.ComputedSize(); s != nil {
+		return s
+	}
+	return e.bounds.EstimateSize(n)
+}
+
+func optSelectPath(b sizeBounds, args []checker.AstNode) []string {
+	operand := b.pathOf(args[0])
+	key, ok := literalString(args[1].Expr())
+	if operand == nil || !ok {
+		return nil
+	}
+	return appendPath(operand, key)
+}
+
+func literalString(e celast.Expr) (string, bool) {
+	if e == nil || e.Kind() != celast.LiteralKind {
+		return "", false
+	}
+	s, ok := e.AsLiteral().(types.String)
+	return string(s), ok
+}
+
+func appendPath(path []string, name string) []string {
+	return append(path[:len(path):len(path)], name)
+}
+
+// objectPaths maps every expression of a that evaluates to a value inside
+// object, through optional selects, orValue and value, to its path there:
+// object.spec.?postgresql.?pg_hba.orValue([]) is object.spec.postgresql.pg_hba,
+// and so is the list a comprehension walks; its variable is an element of it.
+// The estimator follows plain selects and indexes itself but loses the path
+// at the first optional. It follows what readFields reads, so that a value
+// the estimator sizes by a path is one fitsObject measures.
+func objectPaths(a *celast.AST) map[int64][]string {
+	w := &pathWalker{refs: a.ReferenceMap(), paths: map[int64][]string{}}
+	w.walk(a.Expr(), nil)
+	return w.paths
+}
+
+type pathWalker struct {
+	refs  map[int64]*celast.ReferenceInfo
+	paths map[int64][]string
+}
+
+// pathScope binds the variables of the enclosing comprehensions to the path
+// of the value they hold, or to nil for any other value.
+type pathScope struct {
+	name   string
+	path   []string
+	parent *pathScope
+}
+
+func (s *pathScope) lookup(name string) ([]string, bool) {
+	for ; s != nil; s = s.parent {
+		if s.name == name {
+			return s.path, true
+		}
+	}
+	return nil, false
+}
+
+func (w *pathWalker) walk(e celast.Expr, s *pathScope) []string {
+	var path []string
+	switch e.Kind() {
+	case celast.IdentKind:
+		name := e.AsIdent()
+		if p, ok := s.lookup(name); ok {
+			path = p
+			break
+		}
+		if ref, ok := w.refs[e.ID()]; ok && ref.Name != "" {
+			name = ref.Name
+		}
+		if name == VarObject {
+			path = []string{VarObject}
+		}
+	case celast.SelectKind:
+		sel := e.AsSelect()
+		if operand := w.walk(sel.Operand(), s); operand != nil && !sel.IsTestOnly() {
+			path = appendPath(operand, sel.FieldName())
+		}
+	case celast.CallKind:
+		path = w.walkCall(e.AsCall(), s)
+	case celast.ComprehensionKind:
+		w.walkComprehension(e.AsComprehension(), s)
+	case celast.ListKind:
+		for _, el := range e.AsList().Elements() {
+			w.walk(el, s)
+		}
+	case celast.MapKind:
+		for _, entry := range e.AsMap().Entries() {
+			w.walk(entry.AsMapEntry().Key(), s)
+			w.walk(entry.AsMapEntry().Value(), s)
+		}
+	case celast.StructKind:
+		for _, field := range e.AsStruct().Fields() {
+			w.walk(field.AsStructField().Value(), s)
+		}
+	}
+	if path != nil {
+		w.paths[e.ID()] = path
+	}
+	return path
+}
+
+func (w *pathWalker) walkCall(call celast.CallExpr, s *pathScope) []string {
+	var target []string
+	if call.IsMemberFunction() {
+		target = w.walk(call.Target(), s)
+	}
+	args := call.Args()
+	var first []string
+	for i, a := range args {
+		if p := w.walk(a, s); i == 0 {
+			first = p
+		}
+	}
+	switch fn := call.FunctionName(); {
+	case (fn == operators.OptSelect || fn == operators.Index || fn == operators.OptIndex) && !call.IsMemberFunction() && len(args) == 2 && first != nil:
+		if key, ok := literalString(args[1]); ok {
+			return appendPath(first, key)
+		}
+		if args[1].Kind() == celast.LiteralKind {
+			switch args[1].AsLiteral().(type) {
+			case types.Int, types.Uint:
+				return appendPath(first, "@items")
+			}
+		}
+	case call.IsMemberFunction() && fn == "value" && len(args) == 0:
+		return target
+	case call.IsMemberFunction() && fn == "orValue" && len(args) == 1 && isEmptyOrScalarLiteral(args[0]):
+		// The default's own size is added where it is used (see
+		// costEstimator); nothing inside it can be reached from here.
+		return target
+	}
+	return nil
+}
+
+// isEmptyOrScalarLiteral is whether e is a literal with nothing inside it:
+// what an orValue default may be for the result to keep the path of its
+// target.
+func isEmptyOrScalarLiteral(e celast.Expr) bool {
+	switch e.Kind() {
+	case celast.LiteralKind:
+		return true
+	case celast.ListKind:
+		return len(e.AsList().Elements()) == 0
+	case celast.MapKind:
+		return len(e.AsMap().Entries()) == 0
+	}
+	return false
+}
+
+// walkComprehension binds the variable of a one-variable comprehension over
+// a value inside object to its elements (or keys); every other variable, and
+// the accumulator, to no path.
+func (w *pathWalker) walkComprehension(c celast.ComprehensionExpr, s *pathScope) {
+	rng := w.walk(c.IterRange(), s)
+	w.walk(c.AccuInit(), s)
+	inner := &pathScope{name: c.AccuVar(), parent: s}
+	if c.HasIterVar2() {
+		inner = &pathScope{name: c.IterVar2(), parent: &pathScope{name: c.IterVar(), parent: inner}}
+	} else {
+		var elem []string
+		if rng != nil {
+			elem = appendPath(rng, "@items")
+		}
+		inner = &pathScope{name: c.IterVar(), path: elem, parent: inner}
+	}
+	w.walk(c.LoopCondition(), inner)
+	w.walk(c.LoopStep(), inner)
+	w.walk(c.Result(), &pathScope{name: c.AccuVar(), parent: s})
+}
+
+// fitsObject reports whether no string, list or map that f reads of v is
+// longer than n (strings in bytes, which bounds their length in code
+// points). A part f keeps whole is measured whole, map keys included.
+func fitsObject(v any, f *Fields, n int) bool {
+	switch v := v.(type) {
+	case string:
+		return len(v) <= n
+	case []any:
+		if len(v) > n {
+			return false
+		}
+		elem := allFields
+		if f != nil && !f.All && f.Each != nil {
+			elem = f.Each
+		}
+		for _, e := range v {
+			if !fitsObject(e, elem, n) {
+				return false
+			}
+		}
+	case map[string]any:
+		if len(v) > n {
+			return false
+		}
+		if f == nil || f.All || f.Each != nil {
+			for k, e := range v {
+				if len(k) > n || !fitsObject(e, allFields, n) {
+					return false
+				}
+			}
+			return true
+		}
+		for name, c := range f.Named {
+			if e, ok := v[name]; ok && !isPresenceOnly(c) && !fitsObject(e, c, n) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allFields is AllFields, shared by fitsObject, which only reads it.
+var allFields = AllFields()
+
+// isPresenceOnly is whether f reads only that its field is there.
+func isPresenceOnly(f *Fields) bool {
+	return f != nil && !f.All && len(f.Named) == 0 && f.Each == nil
+}
