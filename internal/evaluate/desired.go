@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -97,18 +98,17 @@ func Evaluate(matched []*Model, in Input) Result {
 	names := make([]string, 0, len(matched))
 	providers := make([]string, 0, len(matched))
 	services := make([]string, 0, len(matched))
-	var matrix strings.Builder
-	matrix.WriteByte('{')
-	for i, m := range matched {
+	duties := 0
+	for _, m := range matched {
+		duties += len(m.Duties)
+	}
+	if duties > 0 {
+		res.Duties = make([]DutyResult, 0, duties)
+	}
+	for _, m := range matched {
 		names = append(names, m.Name)
 		providers = appendUnique(providers, m.Provider)
 		services = append(services, m.Service)
-		if i > 0 {
-			matrix.WriteByte(',')
-		}
-		writeJSONString(&matrix, m.Name)
-		matrix.WriteByte(':')
-		matrix.WriteString(m.matrixJSON)
 
 		for _, d := range m.Duties {
 			act.related, act.relatedItems = relatedFor(d, in.Related)
@@ -131,7 +131,6 @@ func Evaluate(matched []*Model, in Input) Result {
 			res.Duties = append(res.Duties, dr)
 		}
 	}
-	matrix.WriteByte('}')
 	for _, name := range sortedKeys(waivers) {
 		if !usedWaivers[name] && !hasDuty(matched, name) {
 			res.IgnoredWaivers = append(res.IgnoredWaivers, IgnoredWaiver{
@@ -140,17 +139,17 @@ func Evaluate(matched []*Model, in Input) Result {
 			})
 		}
 	}
-	sort.SliceStable(res.Duties, func(i, j int) bool {
-		if res.Duties[i].Model != res.Duties[j].Model {
-			return res.Duties[i].Model < res.Duties[j].Model
+	slices.SortStableFunc(res.Duties, func(a, b DutyResult) int {
+		if c := strings.Compare(a.Model, b.Model); c != 0 {
+			return c
 		}
-		return res.Duties[i].Duty.Name < res.Duties[j].Duty.Name
+		return strings.Compare(a.Duty.Name, b.Duty.Name)
 	})
 
 	res.Annotations[v1alpha1.AnnotationModels] = strings.Join(names, ",")
 	res.Annotations[v1alpha1.AnnotationProvider] = strings.Join(providers, ", ")
 	res.Annotations[v1alpha1.AnnotationService] = strings.Join(services, "; ")
-	res.Annotations[v1alpha1.AnnotationMatrix] = matrix.String()
+	res.Annotations[v1alpha1.AnnotationMatrix] = matrixAnnotation(matched)
 	res.Annotations[v1alpha1.AnnotationUnmet] = strings.Join(res.Unmet(), ",")
 	if len(res.Duties) > 0 {
 		res.Annotations[v1alpha1.AnnotationDuties] = encodeDuties(res.Duties)
@@ -160,6 +159,28 @@ func Evaluate(matched []*Model, in Input) Result {
 	}
 	res.Labels[v1alpha1.LabelStatus] = res.Status()
 	return res
+}
+
+// matrixAnnotation is the value of the matrix annotation: each model's
+// entry under its name.
+func matrixAnnotation(matched []*Model) string {
+	size := 2
+	for _, m := range matched {
+		size += len(m.Name) + len(m.matrixJSON) + 4
+	}
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteByte('{')
+	for i, m := range matched {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeJSONString(&b, m.Name)
+		b.WriteByte(':')
+		b.WriteString(m.matrixJSON)
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 func evaluateDuty(m *Model, d *Duty, act *activation) DutyResult {
@@ -192,9 +213,16 @@ func unmetMessage(d *Duty, act *activation) string {
 	return "duty " + d.Name + " is not met"
 }
 
+// noRelated is related for a duty that declares none. CEL does not
+// modify the values it reads.
+var noRelated = map[string]any{}
+
 // relatedFor selects, for each related list of a duty, the objects of its
 // kind that match its selector, and the length of the longest list.
 func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) (map[string]any, int) {
+	if len(d.Related) == 0 {
+		return noRelated, 0
+	}
 	out := make(map[string]any, len(d.Related))
 	longest := 0
 	for _, r := range d.Related {
