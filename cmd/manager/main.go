@@ -47,6 +47,7 @@ func run() error {
 		burst                            int
 		memoryLimitRatio                 float64
 		gcPercent                        int
+		watchCompression                 bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint, e.g. :8443 (secure) or :8080; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
@@ -69,6 +70,7 @@ func run() error {
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: <tmp>/k8s-webhook-server/serving-certs).")
 	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", 0.8, "Soft limit of the Go heap as a fraction of the container's memory limit (cgroup memory.max), so that the heap is collected harder before the container is killed; 0 disables it. GOMEMLIMIT, when set, wins.")
 	flag.IntVar(&gcPercent, "gc-percent", 35, "Garbage collector target: the heap may grow by this percentage of the live heap between collections. The operator's heap is mostly its long-lived cache, so below Go's default of 100 its peak memory stays closer to the cache, for some CPU (measured: make bench). GOGC, when set, wins.")
+	flag.BoolVar(&watchCompression, "watch-compression", false, "Let the API server gzip the cache's list and watch responses. It gzips every event of a watch on its own, a cost to the API server for every write to a watched object (measured: make bench); turn it on only where the link to the API server is slow.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -123,7 +125,7 @@ func run() error {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		NewCache:                      controller.NewCache(projections),
+		NewCache:                      controller.NewCache(projections, controller.WatchOptions{Compression: watchCompression}),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    webhookHost,
 			Port:    webhookPort,

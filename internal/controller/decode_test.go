@@ -2,8 +2,10 @@ package controller
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -430,17 +432,9 @@ func TestListWatchRequests(t *testing.T) {
 		_, _ = w.Write([]byte(`{"kind":"ClusterList","apiVersion":"postgresql.cnpg.io/v1","metadata":{"resourceVersion":"5"},"items":[]}`))
 	}))
 	defer srv.Close()
-	cfg := &rest.Config{Host: srv.URL}
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := meta.NewDefaultRESTMapper(nil)
-	mapper.Add(decodeGVK, meta.RESTScopeNamespace)
 	p := NewProjections()
 	p.set(decodeGVK, &evaluate.Fields{Named: map[string]*evaluate.Fields{"spec": {Named: map[string]*evaluate.Fields{"instances": {}}}}})
-	f := &informerFactory{config: cfg, httpClient: hc, mapper: mapper, projections: p, clients: map[schema.GroupVersion]rest.Interface{}}
-	lw, err := f.listWatch(decodeGVK)
+	lw, err := testInformerFactory(t, srv.URL, p, WatchOptions{}).listWatch(decodeGVK)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,6 +471,65 @@ func TestListWatchRequests(t *testing.T) {
 	if _, err := lw.WatchWithContext(ctx, metav1.ListOptions{ResourceVersion: "expired"}); !apierrors.IsResourceExpired(err) {
 		t.Errorf("watch from an expired version: %v, want an Expired API error", err)
 	}
+}
+
+// TestWatchCompression checks the Accept-Encoding of the cache's watches:
+// identity unless compression is asked for, and then a gzipped stream, as
+// the API server sends one, still decodes.
+func TestWatchCompression(t *testing.T) {
+	for _, compression := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compression=%v", compression), func(t *testing.T) {
+			var accepted string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				accepted = r.Header.Get("Accept-Encoding")
+				w.Header().Set("Content-Type", "application/json")
+				event := []byte(`{"type":"ADDED","object":{"apiVersion":"postgresql.cnpg.io/v1","kind":"Cluster","metadata":{"name":"a","namespace":"b","resourceVersion":"6"},"spec":{"instances":1}}}`)
+				if !strings.Contains(accepted, "gzip") {
+					_, _ = w.Write(event)
+					return
+				}
+				w.Header().Set("Content-Encoding", "gzip")
+				gz := gzip.NewWriter(w)
+				_, _ = gz.Write(event)
+				_ = gz.Close()
+			}))
+			defer srv.Close()
+			lw, err := testInformerFactory(t, srv.URL, NewProjections(), WatchOptions{Compression: compression}).listWatch(decodeGVK)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := lw.WatchWithContext(t.Context(), metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := <-w.ResultChan()
+			w.Stop()
+			if u, ok := ev.Object.(*unstructured.Unstructured); ev.Type != watch.Added || !ok || u.GetName() != "a" {
+				t.Errorf("watch event %s %v, want Cluster a", ev.Type, ev.Object)
+			}
+			if want := "identity"; !compression && accepted != want {
+				t.Errorf("Accept-Encoding %q, want %q", accepted, want)
+			}
+			if compression && !strings.Contains(accepted, "gzip") {
+				t.Errorf("Accept-Encoding %q, want gzip", accepted)
+			}
+		})
+	}
+}
+
+// testInformerFactory is the cache's informer factory for a test server
+// that serves decodeGVK.
+func testInformerFactory(t *testing.T, host string, p *Projections, w WatchOptions) *informerFactory {
+	t.Helper()
+	cfg := &rest.Config{Host: host}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(decodeGVK, meta.RESTScopeNamespace)
+	return &informerFactory{config: cfg, httpClient: hc, mapper: mapper, projections: p, watch: w,
+		clients: map[schema.GroupVersion]rest.Interface{}}
 }
 
 func ptrInt64(v int64) *int64 { return &v }

@@ -30,7 +30,7 @@ import (
 //
 // A cache restricted to namespaces or selectors keeps controller-runtime's
 // list-watches, which apply them; the operator's manager sets neither.
-func NewCache(p *Projections) cache.NewCacheFunc {
+func NewCache(p *Projections, w WatchOptions) cache.NewCacheFunc {
 	return func(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
 		base := CacheOptions(p)
 		opts.DefaultTransform = base.DefaultTransform
@@ -54,10 +54,21 @@ func NewCache(p *Projections) cache.NewCacheFunc {
 			opts.Mapper = m
 		}
 		f := &informerFactory{config: cfg, httpClient: opts.HTTPClient, mapper: opts.Mapper, projections: p,
-			clients: map[schema.GroupVersion]rest.Interface{}}
+			watch: w, clients: map[schema.GroupVersion]rest.Interface{}}
 		opts.NewInformer = f.newInformer
 		return cache.New(cfg, opts)
 	}
+}
+
+// WatchOptions are how the cache's own list-watches ask the API server.
+type WatchOptions struct {
+	// Compression lets the API server gzip list and watch responses. Off,
+	// they are asked for uncompressed (Accept-Encoding: identity). A watch
+	// that starts with its initial events (what client-go's reflectors ask
+	// for) is gzipped for its whole life, every event on its own, so with
+	// compression the API server pays a gzip stream per write to every
+	// watched object; the operator's bandwidth is rarely what is short.
+	Compression bool
 }
 
 // informerFactory makes the cache's informers.
@@ -66,6 +77,7 @@ type informerFactory struct {
 	httpClient  *http.Client
 	mapper      meta.RESTMapper
 	projections *Projections
+	watch       WatchOptions
 
 	mu      sync.Mutex
 	clients map[schema.GroupVersion]rest.Interface
@@ -103,7 +115,7 @@ func (f *informerFactory) listWatch(gvk schema.GroupVersionKind) (*toolscache.Li
 	resource := mapping.Resource.Resource
 	return &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			body, err := rc.Get().Resource(resource).VersionedParams(&opts, metav1.ParameterCodec).Stream(ctx)
+			body, err := f.get(rc, resource, &opts).Stream(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("list %s: %w", mapping.Resource.GroupResource(), err)
 			}
@@ -117,7 +129,7 @@ func (f *informerFactory) listWatch(gvk schema.GroupVersionKind) (*toolscache.Li
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.Watch = true
 			opts.AllowWatchBookmarks = true
-			body, err := rc.Get().Resource(resource).VersionedParams(&opts, metav1.ParameterCodec).Stream(ctx)
+			body, err := f.get(rc, resource, &opts).Stream(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("watch %s: %w", mapping.Resource.GroupResource(), err)
 			}
@@ -125,6 +137,16 @@ func (f *informerFactory) listWatch(gvk schema.GroupVersionKind) (*toolscache.Li
 				errors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding")), nil
 		},
 	}, nil
+}
+
+// get is the request for a list or watch of resource.
+func (f *informerFactory) get(rc rest.Interface, resource string, opts *metav1.ListOptions) *rest.Request {
+	req := rc.Get().Resource(resource).VersionedParams(opts, metav1.ParameterCodec)
+	if !f.watch.Compression {
+		// Set here, the header also stops Go's transport from asking for gzip.
+		req = req.SetHeader("Accept-Encoding", "identity")
+	}
+	return req
 }
 
 // client is a REST client of one API group version that asks for JSON.

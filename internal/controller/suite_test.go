@@ -142,7 +142,7 @@ func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
 	opts.Projections = NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		NewCache:               NewCache(opts.Projections),
+		NewCache:               NewCache(opts.Projections, WatchOptions{}),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},

@@ -57,7 +57,7 @@ func TestCatalogEndToEnd(t *testing.T) {
 	}
 	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, NewCache: controller.NewCache(projections),
+		Scheme: scheme, NewCache: controller.NewCache(projections, controller.WatchOptions{}),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {

@@ -87,7 +87,7 @@ func runSuite(m *testing.M) int {
 
 	projections := controller.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, NewCache: controller.NewCache(projections),
+		Scheme: scheme, NewCache: controller.NewCache(projections, controller.WatchOptions{}),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
