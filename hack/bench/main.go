@@ -50,6 +50,7 @@ type options struct {
 	operatorArgs, operatorEnv       stringList
 	operatorNice                    int
 	heapProfile, cpuProfile         string
+	serverProfile                   string
 }
 
 type stringList []string
@@ -81,6 +82,7 @@ func run() error {
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json; - for stdout)")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the operator's heap profile after first convergence to this file (go tool pprof)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a 10s CPU profile of the operator during first convergence to this file")
+	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
 	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority (1-19), so that it yields the CPU it shares with the API server")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")
 	flag.Var(&o.operatorArgs, "operator-arg", "extra operator flag (repeatable), e.g. -operator-arg=--workload-concurrency=32")
@@ -262,9 +264,13 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 		return err
 	}
 	clientBefore := processCPUSeconds()
+	profiled := b.profileServer(ctx, "baseline")
 	seconds, err := b.applyAll(ctx, b.oracle, true)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
+	}
+	if err := <-profiled; err != nil {
+		return err
 	}
 	r.Baseline.ClientCPUSeconds = processCPUSeconds() - clientBefore
 	after, err := b.apiWrites(ctx)
@@ -457,6 +463,7 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 			return fmt.Errorf("create model %s: %w", m.Name, err)
 		}
 	}
+	serverProfiled := b.profileServer(ctx, "converge")
 	profiled := make(chan error, 1)
 	if b.o.cpuProfile != "" {
 		go func() {
@@ -470,6 +477,9 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 		return err
 	}
 	if err := <-profiled; err != nil {
+		return err
+	}
+	if err := <-serverProfiled; err != nil {
 		return err
 	}
 	r.Converge.Seconds = last.Sub(start).Seconds()
@@ -506,8 +516,8 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 	r.Converge.EventsCreated = after.sub(before).events
 	r.Converge.OtherWrites = after.sub(before).all - after.sub(before).targets - after.sub(before).events
 	r.Converge.Transitions = b.tracker.transitionCount() - transitions
-	step("first convergence: %.3f writes per object, %d reconciles, %d events for %d transitions, %d other writes (models, reports, leases)",
-		r.Converge.WritesPerObject, r.Converge.Reconciles, int(r.Converge.EventsCreated), r.Converge.Transitions, int(r.Converge.OtherWrites))
+	step("first convergence: %.3f writes per object, %d reconciles, %d events for %d transitions, %d other writes (models, reports, leases), %d reads",
+		r.Converge.WritesPerObject, r.Converge.Reconciles, int(r.Converge.EventsCreated), r.Converge.Transitions, int(r.Converge.OtherWrites), int(after.sub(before).reads))
 	return nil
 }
 
@@ -838,11 +848,13 @@ type apiWrites struct {
 	applies, applySeconds float64
 	// cpuSeconds is the CPU time the API server process has used.
 	cpuSeconds float64
+	// reads are GET, LIST and WATCH requests of any resource.
+	reads float64
 }
 
 func (a apiWrites) sub(o apiWrites) apiWrites {
 	return apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all,
-		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds}
+		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds, reads: a.reads - o.reads}
 }
 
 // meanApplyMs is the API server's mean time to serve an apply to a workload.
@@ -878,6 +890,9 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 		out.applies += count
 	}
 	out.cpuSeconds = f.Sum("process_cpu_seconds_total", nil)
+	for _, verb := range []string{"GET", "LIST", "WATCH"} {
+		out.reads += f.Sum("apiserver_request_total", map[string]string{"verb": verb})
+	}
 	out.events = f.Sum("apiserver_request_total", map[string]string{"group": "events.k8s.io", "resource": "events", "verb": "POST"}) +
 		f.Sum("apiserver_request_total", map[string]string{"group": "", "resource": "events", "verb": "POST"})
 	return out, nil
@@ -922,6 +937,34 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 }
 
 // saveProfile saves one of the operator's pprof profiles.
+// profileServer saves, with -server-cpu-profile, a 20 s CPU profile of the
+// API server taken 10 s from now, as PREFIX-phase.pprof. The channel gets
+// its error once it is done (at once without the flag).
+func (b *bench) profileServer(ctx context.Context, phase string) <-chan error {
+	done := make(chan error, 1)
+	if b.o.serverProfile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			done <- ctx.Err()
+			return
+		case <-time.After(10 * time.Second):
+		}
+		raw, err := b.raw.Get().AbsPath("/debug/pprof/profile").Param("seconds", "20").DoRaw(ctx)
+		if err != nil {
+			done <- fmt.Errorf("profile the API server: %w", err)
+			return
+		}
+		path := b.o.serverProfile + "-" + phase + ".pprof"
+		step("saved the API server's CPU profile of the %s to %s", phase, path)
+		done <- os.WriteFile(path, raw, 0o644)
+	}()
+	return done
+}
+
 func saveProfile(ctx context.Context, port int, profile, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", port, profile), nil)
 	if err != nil {

@@ -151,9 +151,11 @@ func (t *tracker) first() time.Time {
 }
 
 // wait returns when every object carries what it must, with the time the
-// last one got it.
+// last one got it. Every 10 s it logs how many are still pending, so that a
+// slow start or tail shows.
 func (t *tracker) wait(ctx context.Context, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
+	report := time.Now().Add(10 * time.Second)
 	for {
 		t.mu.Lock()
 		n, last := len(t.pending), t.lastMatch
@@ -168,6 +170,10 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) (time.Time, e
 		}
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("after %s, %d objects still lack their annotations (e.g. %s)", timeout, n, example)
+		}
+		if time.Now().After(report) {
+			step("%d objects pending", n)
+			report = report.Add(10 * time.Second)
 		}
 		select {
 		case <-ctx.Done():
