@@ -128,6 +128,10 @@ func TestProgramChoice(t *testing.T) {
 				if p.pick(&activation{object: c.object(c.objectItems + 1)}) != p.tracked {
 					t.Errorf("object value %d long: the untracked program runs, want the tracked one", c.objectItems+1)
 				}
+				typed := map[string]any{"spec": map[string]any{"postgresql": map[string]any{"pg_hba": []string{"host"}}, "description": []string{"d"}}}
+				if p.pick(&activation{object: typed}) != p.tracked {
+					t.Error("a typed list, which fitsObject does not measure: the untracked program runs, want the tracked one")
+				}
 				_, details, err := p.tracked.Eval(&activation{object: c.object(c.objectItems), related: map[string]any{"schedules": []any{}}})
 				if err != nil {
 					t.Fatalf("the largest object the untracked program may run on: %v", err)

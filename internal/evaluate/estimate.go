@@ -308,9 +308,11 @@ func (w *pathWalker) walkComprehension(c celast.ComprehensionExpr, s *pathScope)
 
 // fitsObject reports whether no string, list or map that f reads of v is
 // longer than n (strings in bytes, which bounds their length in code
-// points). A part f keeps whole is measured whole, map keys included.
+// points). A part f keeps whole is measured whole, map keys included. A
+// value of a type JSON does not decode to is not measured, and does not fit.
 func fitsObject(v any, f *Fields, n int) bool {
 	switch v := v.(type) {
+	case nil, bool, int64, float64:
 	case string:
 		return len(v) <= n
 	case []any:
@@ -343,6 +345,8 @@ func fitsObject(v any, f *Fields, n int) bool {
 				return false
 			}
 		}
+	default:
+		return false
 	}
 	return true
 }
