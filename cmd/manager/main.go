@@ -70,7 +70,7 @@ func run() error {
 	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key (default: <tmp>/k8s-webhook-server/serving-certs).")
 	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", 0.8, "Soft limit of the Go heap as a fraction of the container's memory limit (cgroup memory.max), so that the heap is collected harder before the container is killed; 0 disables it. GOMEMLIMIT, when set, wins.")
 	flag.IntVar(&gcPercent, "gc-percent", 35, "Garbage collector target: the heap may grow by this percentage of the live heap between collections. The operator's heap is mostly its long-lived cache, so below Go's default of 100 its peak memory stays closer to the cache, for some CPU (measured: make bench). GOGC, when set, wins.")
-	flag.BoolVar(&watchCompression, "watch-compression", false, "Let the API server gzip the cache's list and watch responses. It gzips every event of a watch on its own, a cost to the API server for every write to a watched object (measured: make bench); turn it on only where the link to the API server is slow.")
+	flag.BoolVar(&watchCompression, "watch-compression", false, "Let the API server gzip the list and watch responses of the kinds models target or read. It gzips every event of a watch on its own, about 1% of its CPU per watcher (make bench -server-cpu-profile); turn it on only where the link to the API server is slow.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()

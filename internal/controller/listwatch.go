@@ -68,6 +68,8 @@ type WatchOptions struct {
 	// for) is gzipped for its whole life, every event on its own, so with
 	// compression the API server pays a gzip stream per write to every
 	// watched object; the operator's bandwidth is rarely what is short.
+	// Informers that keep controller-runtime's list-watch (typed objects:
+	// models, namespaces) are not affected.
 	Compression bool
 }
 

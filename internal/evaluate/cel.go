@@ -252,8 +252,9 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 // within the limit: related lists at most relatedItems long (math.MaxInt for
 // any) and no value read of the object longer than objectItems (0 for any).
 // It prefers any object to a small one, then the longest related lists. ok is
-// false if no bound it tries is enough, or if the expression reads the whole
-// object, which pick would have to measure on every evaluation.
+// false if no bound it tries is enough. An expression that reads the whole
+// object is tried with any object only: pick would have to measure all of it
+// on every evaluation.
 func untrackedBounds(env *cel.Env, ast *cel.Ast, object *Fields) (relatedItems, objectItems int, ok bool) {
 	paths := objectPaths(ast.NativeRep())
 	objects := []uint64{0}
