@@ -234,12 +234,13 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 		return nil, fmt.Errorf("estimated cost is at least %d, over the limit of %d: simplify the expression", est.Min, RuleCostLimit)
 	}
 	p := &program{kind: kind}
-	p.object, p.related = readFields(ast.NativeRep())
+	var paths map[int64][]string
+	p.object, p.related, paths = readFields(ast.NativeRep())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}
 	var ok bool
-	if p.untrackedUpTo, p.untrackedObjectItems, ok = untrackedBounds(env, ast, p.object); !ok {
+	if p.untrackedUpTo, p.untrackedObjectItems, ok = untrackedBounds(env, ast, p.object, paths); !ok {
 		return p, nil
 	}
 	if p.untracked, err = envs.untracked.PlanProgram(ast.NativeRep(), cel.EvalOptions(cel.OptOptimize)); err != nil {
@@ -255,14 +256,14 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 // false if no bound it tries is enough. An expression that reads the whole
 // object is tried with any object only: pick would have to measure all of it
 // on every evaluation.
-func untrackedBounds(env *cel.Env, ast *cel.Ast, object *Fields) (relatedItems, objectItems int, ok bool) {
-	paths := objectPaths(ast.NativeRep())
+func untrackedBounds(env *cel.Env, ast *cel.Ast, object *Fields, paths map[int64][]string) (relatedItems, objectItems int, ok bool) {
 	objects := []uint64{0}
 	if !object.IsAll() && object.Each == nil {
 		objects = append(objects, objectBounds...)
 	}
+	related := append([]uint64{0}, relatedBounds...)
 	for _, o := range objects {
-		for _, r := range append([]uint64{0}, relatedBounds...) {
+		for _, r := range related {
 			est, err := env.EstimateCost(ast, newCostEstimator(sizeBounds{relatedItems: r, objectItems: o, paths: paths}))
 			if err != nil || est.Max > RuleCostLimit {
 				continue

@@ -3,7 +3,6 @@ package evaluate
 import (
 	"github.com/google/cel-go/checker"
 	celast "github.com/google/cel-go/common/ast"
-	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"k8s.io/apiserver/pkg/cel/library"
 )
@@ -37,7 +36,7 @@ type sizeBounds struct {
 	relatedItems uint64
 	objectItems  uint64
 	// paths are the paths into object of expressions whose path the
-	// estimator does not follow (see objectPaths).
+	// estimator does not follow (see readFields).
 	paths map[int64][]string
 }
 
@@ -154,122 +153,6 @@ func literalString(e celast.Expr) (string, bool) {
 	return string(s), ok
 }
 
-func appendPath(path []string, name string) []string {
-	return append(path[:len(path):len(path)], name)
-}
-
-// objectPaths maps every expression of a that evaluates to a value inside
-// object, through optional selects, orValue and value, to its path there:
-// object.spec.?postgresql.?pg_hba.orValue([]) is object.spec.postgresql.pg_hba,
-// and so is the list a comprehension walks; its variable is an element of it.
-// The estimator follows plain selects and indexes itself but loses the path
-// at the first optional. It follows what readFields reads, so that a value
-// the estimator sizes by a path is one fitsObject measures.
-func objectPaths(a *celast.AST) map[int64][]string {
-	w := &pathWalker{refs: a.ReferenceMap(), paths: map[int64][]string{}}
-	w.walk(a.Expr(), nil)
-	return w.paths
-}
-
-type pathWalker struct {
-	refs  map[int64]*celast.ReferenceInfo
-	paths map[int64][]string
-}
-
-// pathScope binds the variables of the enclosing comprehensions to the path
-// of the value they hold, or to nil for any other value.
-type pathScope struct {
-	name   string
-	path   []string
-	parent *pathScope
-}
-
-func (s *pathScope) lookup(name string) ([]string, bool) {
-	for ; s != nil; s = s.parent {
-		if s.name == name {
-			return s.path, true
-		}
-	}
-	return nil, false
-}
-
-func (w *pathWalker) walk(e celast.Expr, s *pathScope) []string {
-	var path []string
-	switch e.Kind() {
-	case celast.IdentKind:
-		name := e.AsIdent()
-		if p, ok := s.lookup(name); ok {
-			path = p
-			break
-		}
-		if ref, ok := w.refs[e.ID()]; ok && ref.Name != "" {
-			name = ref.Name
-		}
-		if name == VarObject {
-			path = []string{VarObject}
-		}
-	case celast.SelectKind:
-		sel := e.AsSelect()
-		if operand := w.walk(sel.Operand(), s); operand != nil && !sel.IsTestOnly() {
-			path = appendPath(operand, sel.FieldName())
-		}
-	case celast.CallKind:
-		path = w.walkCall(e.AsCall(), s)
-	case celast.ComprehensionKind:
-		w.walkComprehension(e.AsComprehension(), s)
-	case celast.ListKind:
-		for _, el := range e.AsList().Elements() {
-			w.walk(el, s)
-		}
-	case celast.MapKind:
-		for _, entry := range e.AsMap().Entries() {
-			w.walk(entry.AsMapEntry().Key(), s)
-			w.walk(entry.AsMapEntry().Value(), s)
-		}
-	case celast.StructKind:
-		for _, field := range e.AsStruct().Fields() {
-			w.walk(field.AsStructField().Value(), s)
-		}
-	}
-	if path != nil {
-		w.paths[e.ID()] = path
-	}
-	return path
-}
-
-func (w *pathWalker) walkCall(call celast.CallExpr, s *pathScope) []string {
-	var target []string
-	if call.IsMemberFunction() {
-		target = w.walk(call.Target(), s)
-	}
-	args := call.Args()
-	var first []string
-	for i, a := range args {
-		if p := w.walk(a, s); i == 0 {
-			first = p
-		}
-	}
-	switch fn := call.FunctionName(); {
-	case (fn == operators.OptSelect || fn == operators.Index || fn == operators.OptIndex) && !call.IsMemberFunction() && len(args) == 2 && first != nil:
-		if key, ok := literalString(args[1]); ok {
-			return appendPath(first, key)
-		}
-		if args[1].Kind() == celast.LiteralKind {
-			switch args[1].AsLiteral().(type) {
-			case types.Int, types.Uint:
-				return appendPath(first, "@items")
-			}
-		}
-	case call.IsMemberFunction() && fn == "value" && len(args) == 0:
-		return target
-	case call.IsMemberFunction() && fn == "orValue" && len(args) == 1 && isEmptyOrScalarLiteral(args[0]):
-		// The default's own size is added where it is used (see
-		// costEstimator); nothing inside it can be reached from here.
-		return target
-	}
-	return nil
-}
-
 // isEmptyOrScalarLiteral is whether e is a literal with nothing inside it:
 // what an orValue default may be for the result to keep the path of its
 // target.
@@ -283,27 +166,6 @@ func isEmptyOrScalarLiteral(e celast.Expr) bool {
 		return len(e.AsMap().Entries()) == 0
 	}
 	return false
-}
-
-// walkComprehension binds the variable of a one-variable comprehension over
-// a value inside object to its elements (or keys); every other variable, and
-// the accumulator, to no path.
-func (w *pathWalker) walkComprehension(c celast.ComprehensionExpr, s *pathScope) {
-	rng := w.walk(c.IterRange(), s)
-	w.walk(c.AccuInit(), s)
-	inner := &pathScope{name: c.AccuVar(), parent: s}
-	if c.HasIterVar2() {
-		inner = &pathScope{name: c.IterVar2(), parent: &pathScope{name: c.IterVar(), parent: inner}}
-	} else {
-		var elem []string
-		if rng != nil {
-			elem = appendPath(rng, "@items")
-		}
-		inner = &pathScope{name: c.IterVar(), path: elem, parent: inner}
-	}
-	w.walk(c.LoopCondition(), inner)
-	w.walk(c.LoopStep(), inner)
-	w.walk(c.Result(), &pathScope{name: c.AccuVar(), parent: s})
 }
 
 // fitsObject reports whether no string, list or map that f reads of v is

@@ -215,10 +215,17 @@ func (f *Fields) project(v any) any {
 // readFields is what a checked expression reads of object, and of related:
 // a field per related list. An expression that uses object as a value reads
 // all of it.
-func readFields(a *celast.AST) (object, related *Fields) {
-	r := &fieldReader{refs: a.ReferenceMap(), object: &Fields{}, related: &Fields{}}
+//
+// paths maps each expression that evaluates to a value inside object to its
+// path there (object.spec.?postgresql.?pg_hba.orValue([]) is object, spec,
+// postgresql, pg_hba; a variable walking it, that path and "@items"): the
+// cost estimator sizes them (see sizeBounds), and because they are recorded
+// by the same walk that builds object, every value it sizes is one
+// fitsObject measures.
+func readFields(a *celast.AST) (object, related *Fields, paths map[int64][]string) {
+	r := &fieldReader{refs: a.ReferenceMap(), object: &Fields{}, related: &Fields{}, paths: map[int64][]string{}}
 	r.keep(r.read(a.Expr(), nil))
-	return r.object, r.related
+	return r.object, r.related, r.paths
 }
 
 // relatedElements is what related (as readFields returns it) reads of each
@@ -241,23 +248,47 @@ type fieldReader struct {
 	refs map[int64]*celast.ReferenceInfo
 	// object and related are the roots of what is read.
 	object, related *Fields
+	// paths are the paths into object of the expressions read so far.
+	paths map[int64][]string
 }
 
 // scope binds the variables of the enclosing comprehensions: to the part of
-// an object they range over, or to nil for a value that is not one.
+// an object they range over and its path, or to nil for a value that is not
+// one.
 type scope struct {
 	name   string
 	fields *Fields
+	path   []string
 	parent *scope
 }
 
-func (s *scope) lookup(name string) (*Fields, bool) {
+func (s *scope) lookup(name string) (*scope, bool) {
 	for ; s != nil; s = s.parent {
 		if s.name == name {
-			return s.fields, true
+			return s, true
 		}
 	}
 	return nil, false
+}
+
+// at records that e evaluates to the value at path in object, if path is
+// one, and returns f.
+func (r *fieldReader) at(e int64, path []string, f *Fields) *Fields {
+	if path != nil {
+		r.paths[e] = path
+	}
+	return f
+}
+
+// pathOf is the path into object of an expression already read, or nil.
+func (r *fieldReader) pathOf(e celast.Expr) []string { return r.paths[e.ID()] }
+
+// appendPath is path and then name, never sharing path's array.
+func appendPath(path []string, name string) []string {
+	if path == nil {
+		return nil
+	}
+	return append(path[:len(path):len(path)], name)
 }
 
 // keep marks a value the expression uses as a whole.
@@ -276,15 +307,15 @@ func (r *fieldReader) read(e celast.Expr, s *scope) *Fields {
 	switch e.Kind() {
 	case celast.IdentKind:
 		name := e.AsIdent()
-		if f, ok := s.lookup(name); ok {
-			return f
+		if v, ok := s.lookup(name); ok {
+			return r.at(e.ID(), v.path, v.fields)
 		}
 		if ref, ok := r.refs[e.ID()]; ok && ref.Name != "" {
 			name = ref.Name
 		}
 		switch name {
 		case VarObject:
-			return r.object
+			return r.at(e.ID(), []string{VarObject}, r.object)
 		case VarRelated:
 			return r.related
 		}
@@ -300,9 +331,9 @@ func (r *fieldReader) read(e celast.Expr, s *scope) *Fields {
 			f.child(sel.FieldName())
 			return nil
 		}
-		return f.child(sel.FieldName())
+		return r.at(e.ID(), appendPath(r.pathOf(sel.Operand()), sel.FieldName()), f.child(sel.FieldName()))
 	case celast.CallKind:
-		return r.readCall(e.AsCall(), s)
+		return r.readCall(e.ID(), e.AsCall(), s)
 	case celast.ComprehensionKind:
 		r.readComprehension(e.AsComprehension(), s)
 		return nil
@@ -323,7 +354,7 @@ func (r *fieldReader) read(e celast.Expr, s *scope) *Fields {
 	return nil
 }
 
-func (r *fieldReader) readCall(call celast.CallExpr, s *scope) *Fields {
+func (r *fieldReader) readCall(id int64, call celast.CallExpr, s *scope) *Fields {
 	args := call.Args()
 	switch fn := call.FunctionName(); {
 	case (fn == operators.OptSelect || fn == operators.Index || fn == operators.OptIndex) && !call.IsMemberFunction() && len(args) == 2:
@@ -335,9 +366,9 @@ func (r *fieldReader) readCall(call celast.CallExpr, s *scope) *Fields {
 		if args[1].Kind() == celast.LiteralKind {
 			switch key := args[1].AsLiteral().(type) {
 			case types.String:
-				return f.child(string(key))
+				return r.at(id, appendPath(r.pathOf(args[0]), string(key)), f.child(string(key)))
 			case types.Int, types.Uint:
-				return f.each()
+				return r.at(id, appendPath(r.pathOf(args[0]), "@items"), f.each())
 			}
 		}
 		// A computed key may name any field or element.
@@ -349,7 +380,12 @@ func (r *fieldReader) readCall(call celast.CallExpr, s *scope) *Fields {
 		for _, a := range args {
 			r.keep(r.read(a, s))
 		}
-		return r.read(call.Target(), s)
+		f := r.read(call.Target(), s)
+		if len(args) == 1 && !isEmptyOrScalarLiteral(args[0]) {
+			// Its value may be the default's, and what is inside it.
+			return f
+		}
+		return r.at(id, r.pathOf(call.Target()), f)
 	}
 	if call.IsMemberFunction() {
 		r.keep(r.read(call.Target(), s))
@@ -366,15 +402,16 @@ func (r *fieldReader) readCall(call celast.CallExpr, s *scope) *Fields {
 func (r *fieldReader) readComprehension(c celast.ComprehensionExpr, s *scope) {
 	rng := r.read(c.IterRange(), s)
 	var elem *Fields
+	var elemPath []string
 	switch {
 	case rng == nil:
 	case c.HasIterVar2():
 		r.keep(rng)
 	default:
-		elem = rng.each()
+		elem, elemPath = rng.each(), appendPath(r.pathOf(c.IterRange()), "@items")
 	}
 	r.keep(r.read(c.AccuInit(), s))
-	inner := &scope{name: c.IterVar(), fields: elem, parent: &scope{name: c.AccuVar(), parent: s}}
+	inner := &scope{name: c.IterVar(), fields: elem, path: elemPath, parent: &scope{name: c.AccuVar(), parent: s}}
 	if c.HasIterVar2() {
 		inner = &scope{name: c.IterVar2(), parent: inner}
 	}
