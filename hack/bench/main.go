@@ -12,17 +12,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -518,6 +521,7 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 	r.Converge.Transitions = b.tracker.transitionCount() - transitions
 	step("first convergence: %.3f writes per object, %d reconciles, %d events for %d transitions, %d other writes (models, reports, leases), %d reads",
 		r.Converge.WritesPerObject, r.Converge.Reconciles, int(r.Converge.EventsCreated), r.Converge.Transitions, int(r.Converge.OtherWrites), int(after.sub(before).reads))
+	step("other writes: %s", after.sub(before).others(b.gvrs))
 	return nil
 }
 
@@ -850,11 +854,42 @@ type apiWrites struct {
 	cpuSeconds float64
 	// reads are GET, LIST and WATCH requests of any resource.
 	reads float64
+	// byResource counts write requests by verb and resource ("PATCH
+	// responsibilitymodels").
+	byResource map[string]float64
 }
 
 func (a apiWrites) sub(o apiWrites) apiWrites {
-	return apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all,
-		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds, reads: a.reads - o.reads}
+	out := apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all,
+		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds, reads: a.reads - o.reads,
+		byResource: map[string]float64{}}
+	for k, v := range a.byResource {
+		if d := v - o.byResource[k]; d != 0 {
+			out.byResource[k] = d
+		}
+	}
+	return out
+}
+
+// others are the write counts by verb and resource other than the
+// workloads' and Events, most first.
+func (a apiWrites) others(targets map[schema.GroupVersionResource]schema.GroupVersionKind) string {
+	skip := map[string]bool{"events": true}
+	for gvr := range targets {
+		skip[gvr.Resource] = true
+	}
+	var keys []string
+	for k := range a.byResource {
+		if _, resource, _ := strings.Cut(k, " "); !skip[resource] {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(x, y string) int { return cmp.Compare(a.byResource[y], a.byResource[x]) })
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, a.byResource[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // meanApplyMs is the API server's mean time to serve an apply to a workload.
@@ -877,9 +912,10 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 	if err != nil {
 		return apiWrites{}, err
 	}
-	var out apiWrites
+	out := apiWrites{byResource: map[string]float64{}}
 	for _, verb := range writeVerbs {
 		out.all += f.Sum("apiserver_request_total", map[string]string{"verb": verb})
+		maps.Copy(out.byResource, f.SumBy("apiserver_request_total", map[string]string{"verb": verb}, "verb", "resource"))
 	}
 	for gvr := range b.gvrs {
 		for _, verb := range writeVerbs {

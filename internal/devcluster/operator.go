@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -257,21 +258,50 @@ func (f Families) Sum(name string, match map[string]string) float64 {
 	}
 	var sum float64
 	for _, m := range fam.GetMetric() {
-		if !labelsMatch(m.GetLabel(), match) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			sum += m.GetGauge().GetValue()
-		case m.Untyped != nil:
-			sum += m.GetUntyped().GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.GetHistogram().GetSampleCount())
+		if labelsMatch(m.GetLabel(), match) {
+			sum += value(m)
 		}
 	}
 	return sum
+}
+
+// value is a series' value: a counter's, gauge's or untyped value, a
+// histogram's sample count.
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	case m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount())
+	}
+	return 0
+}
+
+// SumBy is Sum grouped by the values of the labels by, joined with a space
+// (a missing label is empty).
+func (f Families) SumBy(name string, match map[string]string, by ...string) map[string]float64 {
+	out := map[string]float64{}
+	fam, ok := f[name]
+	if !ok {
+		return out
+	}
+	for _, m := range fam.GetMetric() {
+		if !labelsMatch(m.GetLabel(), match) {
+			continue
+		}
+		values := make([]string, len(by))
+		for _, l := range m.GetLabel() {
+			if i := slices.Index(by, l.GetName()); i >= 0 {
+				values[i] = l.GetValue()
+			}
+		}
+		out[strings.Join(values, " ")] += value(m)
+	}
+	return out
 }
 
 // Mean returns the mean of a histogram's observations over the series
