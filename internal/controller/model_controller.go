@@ -79,6 +79,8 @@ type ModelReconciler struct {
 	crdEpoch uint64
 	// crdChanged is when a CRD last changed.
 	crdChanged time.Time
+	// statusWritten is when each model's status was last written.
+	statusWritten map[string]time.Time
 }
 
 type compiledModel struct {
@@ -147,13 +149,17 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if err := r.collectWatches(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
-	if err := r.updateStatus(ctx, rm, cm); err != nil {
+	statusWait, err := r.updateStatus(ctx, rm, cm)
+	if err != nil {
 		return reconcile.Result{}, err
 	}
+	res := reconcile.Result{RequeueAfter: statusWait}
 	if !cm.res.ok() {
-		return reconcile.Result{RequeueAfter: r.unresolvedRetry()}, nil
+		if retry := r.unresolvedRetry(); res.RequeueAfter == 0 || retry < res.RequeueAfter {
+			res.RequeueAfter = retry
+		}
 	}
-	return reconcile.Result{}, nil
+	return res, nil
 }
 
 // modelsSettleLimit bounds how long workloads wait for the models that
@@ -294,6 +300,7 @@ func (r *ModelReconciler) fanOut(ctx context.Context, models ...*evaluate.Model)
 func (r *ModelReconciler) forget(ctx context.Context, name string) error {
 	r.mu.Lock()
 	delete(r.compiled, name)
+	delete(r.statusWritten, name)
 	r.mu.Unlock()
 	r.Metrics.ModelReady.DeleteLabelValues(name)
 	if prev := r.Registry.Delete(name); prev != nil {
@@ -426,8 +433,18 @@ func (r *ModelReconciler) collectWatches(ctx context.Context) error {
 	return nil
 }
 
-// updateStatus writes conditions and counts, only when they changed.
-func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel) error {
+// statusCountsInterval is the least time between two status writes of a
+// model that change nothing but its counts. While thousands of objects
+// converge the counts move every second, and each write of a catalog model
+// (tens of KiB, decoded, patched, validated and stored) costs the API server
+// what a few dozen workload applies do; a condition or generation change is
+// written at once.
+const statusCountsInterval = 5 * time.Second
+
+// updateStatus writes conditions and counts, only when they changed. A change
+// of the counts alone waits until statusCountsInterval has passed since the
+// model's last status write: it returns how long, and writes nothing.
+func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel) (time.Duration, error) {
 	before := rm.Status.DeepCopy()
 	st := &rm.Status
 	st.ObservedGeneration = rm.Generation
@@ -456,16 +473,42 @@ func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.Respons
 	}
 	r.Metrics.ModelReady.WithLabelValues(rm.Name).Set(ready)
 	if equality.Semantic.DeepEqual(before, st) {
-		return nil
+		return 0, nil
+	}
+	now := time.Now()
+	r.mu.Lock()
+	last := r.statusWritten[rm.Name]
+	r.mu.Unlock()
+	if wait := statusCountsInterval - now.Sub(last); wait > 0 && countsOnly(before, st) {
+		return wait, nil
 	}
 	patch := client.MergeFrom(&v1alpha1.ResponsibilityModel{ObjectMeta: metav1.ObjectMeta{Name: rm.Name}, Status: *before})
 	if err := r.Client.Status().Patch(ctx, rm, patch); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil
+			return 0, nil
 		}
-		return fmt.Errorf("update status of %s: %w", rm.Name, err)
+		return 0, fmt.Errorf("update status of %s: %w", rm.Name, err)
 	}
-	return nil
+	r.mu.Lock()
+	if r.statusWritten == nil {
+		r.statusWritten = map[string]time.Time{}
+	}
+	r.statusWritten[rm.Name] = now
+	r.mu.Unlock()
+	return 0, nil
+}
+
+// countsOnly reports whether two statuses differ in nothing but the counts
+// and the Ready condition's message, which states them.
+func countsOnly(before, after *v1alpha1.ResponsibilityModelStatus) bool {
+	a := after.DeepCopy()
+	a.MatchedObjects, a.UnmetObjects, a.Duties = before.MatchedObjects, before.UnmetObjects, before.Duties
+	if ready := meta.FindStatusCondition(a.Conditions, v1alpha1.ConditionReady); ready != nil {
+		if was := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionReady); was != nil {
+			ready.Message = was.Message
+		}
+	}
+	return equality.Semantic.DeepEqual(before, a)
 }
 
 func servingMessage(active *evaluate.Model, msg string) string {

@@ -10,6 +10,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -105,6 +106,68 @@ func TestAnnotatesMatchingObjects(t *testing.T) {
 		}
 		if rm.Status.TargetKinds != "Cluster" {
 			return fmt.Errorf("targetKinds = %q, want Cluster", rm.Status.TargetKinds)
+		}
+		return nil
+	})
+}
+
+// TestStatusCountsSpaced checks that while objects keep changing a model's
+// counts, its status is written at most once per statusCountsInterval, and
+// the last counts still arrive.
+func TestStatusCountsSpaced(t *testing.T) {
+	startManager(t)
+	ns := newNamespace(t, map[string]string{"test": "spaced"})
+	applyModel(t, dbModel("spaced-db", "spaced"))
+	get := func() *v1alpha1.ResponsibilityModel {
+		rm := &v1alpha1.ResponsibilityModel{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Name: "spaced-db"}, rm); err != nil {
+			t.Fatalf("get model: %v", err)
+		}
+		return rm
+	}
+	eventually(t, 10*time.Second, func() error { return isReady(get()) })
+
+	// A new object every 250 ms for 12 s, while the model is read every
+	// 50 ms: every counts-only status write seen is timed.
+	const objects = 48
+	var (
+		last    = get().Status
+		lastAt  time.Time
+		writes  []time.Duration
+		created = 0
+	)
+	next := time.Now()
+	for created < objects {
+		if time.Now().After(next) {
+			createObject(t, cnpg, "Cluster", ns, fmt.Sprintf("db-%02d", created), nil, tlsSpec())
+			created++
+			next = next.Add(250 * time.Millisecond)
+		}
+		st := get().Status
+		if !equality.Semantic.DeepEqual(last, st) {
+			if !countsOnly(&last, &st) {
+				t.Fatalf("status changed more than its counts: %+v -> %+v", last, st)
+			}
+			now := time.Now()
+			if !lastAt.IsZero() {
+				writes = append(writes, now.Sub(lastAt))
+			}
+			last, lastAt = st, now
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(writes) == 0 {
+		t.Fatal("no two counts-only status writes seen while the counts changed for 12 s")
+	}
+	for _, d := range writes {
+		// The poll sees a write up to 50 ms late, or early by as much.
+		if d < statusCountsInterval-200*time.Millisecond {
+			t.Errorf("counts-only status writes %s apart, want at least %s (all: %v)", d, statusCountsInterval, writes)
+		}
+	}
+	eventually(t, 2*statusCountsInterval, func() error {
+		if rm := get(); rm.Status.MatchedObjects != objects {
+			return fmt.Errorf("matchedObjects = %d, want %d", rm.Status.MatchedObjects, objects)
 		}
 		return nil
 	})
