@@ -80,7 +80,7 @@ func Match(models []*Model, gvk schema.GroupVersionKind, objectLabels map[string
 // the models that match it (as returned by Match). It is pure: same input,
 // same result, byte for byte, whatever the order of the models.
 func Evaluate(matched []*Model, in Input) Result {
-	res := Result{Annotations: map[string]string{}, Labels: map[string]string{}}
+	res := Result{Annotations: make(map[string]string, 8), Labels: make(map[string]string, 1)}
 	if len(matched) == 0 {
 		return res
 	}
@@ -164,6 +164,9 @@ func Evaluate(matched []*Model, in Input) Result {
 // matrixAnnotation is the value of the matrix annotation: each model's
 // entry under its name.
 func matrixAnnotation(matched []*Model) string {
+	if len(matched) == 1 && matched[0].matrix != "" {
+		return matched[0].matrix // most objects match one model: share its string
+	}
 	size := 2
 	for _, m := range matched {
 		size += len(m.Name) + len(m.matrixJSON) + 4

@@ -25,8 +25,9 @@ type Model struct {
 	Duties         []*Duty
 	WaiversAllowed bool
 
-	// matrixJSON is this model's entry of the matrix annotation.
-	matrixJSON string
+	// matrixJSON is this model's entry of the matrix annotation, and
+	// matrix the whole annotation when it is the only model matched.
+	matrixJSON, matrix string
 	// relatedSources are the distinct kind and namespace pairs the duties read.
 	relatedSources []RelatedSource
 	// fields are what the rules and messages read of the objects of each
@@ -157,6 +158,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 		return nil, errors.Join(errs...)
 	}
 	m.matrixJSON = encodeJSON(matrix)
+	m.matrix = matrixAnnotation([]*Model{m})
 	m.fields = m.readFields()
 	return m, nil
 }
