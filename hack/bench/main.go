@@ -300,10 +300,17 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
+	if before, err = b.apiWrites(ctx); err != nil {
+		return err
+	}
 	if r.Baseline.RewriteSeconds, err = b.applyAll(ctx, rewrite, true); err != nil {
 		return fmt.Errorf("rewrite baseline: %w", err)
 	}
-	step("baseline rewrite with the values of a full model edit: %.2fs", r.Baseline.RewriteSeconds)
+	if after, err = b.apiWrites(ctx); err != nil {
+		return err
+	}
+	r.Baseline.RewriteServerCPUSeconds = after.sub(before).cpuSeconds
+	step("baseline rewrite with the values of a full model edit: %.2fs; API server CPU %.1fs", r.Baseline.RewriteSeconds, r.Baseline.RewriteServerCPUSeconds)
 	// The baseline's keys go again, so that the operator's cache holds
 	// objects of the size they have in a cluster.
 	if r.Baseline.RemoveSeconds, err = b.applyAll(ctx, b.oracle, false); err != nil {
@@ -698,11 +705,11 @@ func (b *bench) fanOut(ctx context.Context, r *Results) error {
 		return err
 	}
 	r.FanOut = EditResult{ChangedObjects: changed, Writes: int(writes.targets), Seconds: seconds, EventsCreated: writes.events,
-		ServerApplyMs: writes.meanApplyMs(), ServerCPUSeconds: writes.cpuSeconds}
+		ServerApplyMs: writes.meanApplyMs(), ServerCPUSeconds: writes.cpuSeconds, OperatorCPUSeconds: writes.operatorCPUSeconds}
 	r.FanOut.Ratio = seconds / r.Baseline.Seconds * float64(len(b.workloads)) / float64(max(changed, 1))
 	r.FanOut.RatioToRewrite = seconds / r.Baseline.RewriteSeconds * float64(len(b.workloads)) / float64(max(changed, 1))
-	step("%d workloads changed, %d writes, %.2fs (%.2f × baseline, %.2f × a plain rewrite); API server CPU %.1fs",
-		changed, r.FanOut.Writes, seconds, r.FanOut.Ratio, r.FanOut.RatioToRewrite, r.FanOut.ServerCPUSeconds)
+	step("%d workloads changed, %d writes, %.2fs (%.2f × baseline, %.2f × a plain rewrite); CPU: API server %.1fs, operator %.1fs",
+		changed, r.FanOut.Writes, seconds, r.FanOut.Ratio, r.FanOut.RatioToRewrite, r.FanOut.ServerCPUSeconds, r.FanOut.OperatorCPUSeconds)
 	return nil
 }
 
@@ -850,8 +857,9 @@ type apiWrites struct {
 	// applies and applySeconds are the number and the total server-side
 	// duration of the applies to the workloads' resources.
 	applies, applySeconds float64
-	// cpuSeconds is the CPU time the API server process has used.
-	cpuSeconds float64
+	// cpuSeconds is the CPU time the API server process has used,
+	// operatorCPUSeconds the operator's (0 when it does not run).
+	cpuSeconds, operatorCPUSeconds float64
 	// reads are GET, LIST and WATCH requests of any resource.
 	reads float64
 	// byResource counts write requests by verb and resource ("PATCH
@@ -861,7 +869,7 @@ type apiWrites struct {
 
 func (a apiWrites) sub(o apiWrites) apiWrites {
 	out := apiWrites{targets: a.targets - o.targets, events: a.events - o.events, all: a.all - o.all,
-		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds, reads: a.reads - o.reads,
+		applies: a.applies - o.applies, applySeconds: a.applySeconds - o.applySeconds, cpuSeconds: a.cpuSeconds - o.cpuSeconds, operatorCPUSeconds: a.operatorCPUSeconds - o.operatorCPUSeconds, reads: a.reads - o.reads,
 		byResource: map[string]float64{}}
 	for k, v := range a.byResource {
 		if d := v - o.byResource[k]; d != 0 {
@@ -926,6 +934,11 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 		out.applies += count
 	}
 	out.cpuSeconds = f.Sum("process_cpu_seconds_total", nil)
+	if b.operator != nil {
+		if of, err := b.operator.Metrics(ctx); err == nil {
+			out.operatorCPUSeconds = of.Sum("process_cpu_seconds_total", nil)
+		}
+	}
 	for _, verb := range []string{"GET", "LIST", "WATCH"} {
 		out.reads += f.Sum("apiserver_request_total", map[string]string{"verb": verb})
 	}

@@ -19,7 +19,8 @@ type Results struct {
 		WritesPerSecond float64 `json:"writesPerSecond"`
 		// RewriteSeconds is the same client rewriting every object's
 		// annotations with the values of the full model edit.
-		RewriteSeconds float64 `json:"rewriteSeconds"`
+		RewriteSeconds          float64 `json:"rewriteSeconds"`
+		RewriteServerCPUSeconds float64 `json:"rewriteServerCPUSeconds"`
 		// RemoveSeconds is the same client removing its annotations again.
 		RemoveSeconds float64 `json:"removeSeconds"`
 		// ServerApplyMs is the API server's mean time to serve one of the
@@ -98,9 +99,10 @@ type EditResult struct {
 	RatioToRewrite float64 `json:"ratioToRewriteBaseline,omitempty"`
 	EventsCreated  float64 `json:"eventsCreated"`
 	ServerApplyMs  float64 `json:"serverApplyMs,omitempty"`
-	// ServerCPUSeconds is the API server's CPU time from the edit to the
-	// last write settled.
-	ServerCPUSeconds float64 `json:"serverCPUSeconds,omitempty"`
+	// ServerCPUSeconds and OperatorCPUSeconds are the API server's and the
+	// operator's CPU time from the edit to the last write settled.
+	ServerCPUSeconds   float64 `json:"serverCPUSeconds,omitempty"`
+	OperatorCPUSeconds float64 `json:"operatorCPUSeconds,omitempty"`
 }
 
 // LatencyResult is the update-to-annotation latency under a steady stream.
