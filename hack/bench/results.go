@@ -21,6 +21,7 @@ type Results struct {
 		// annotations with the values of the full model edit.
 		RewriteSeconds          float64 `json:"rewriteSeconds"`
 		RewriteServerCPUSeconds float64 `json:"rewriteServerCPUSeconds"`
+		RewriteEtcdCPUSeconds   float64 `json:"rewriteEtcdCPUSeconds"`
 		// RemoveSeconds is the same client removing its annotations again.
 		RemoveSeconds float64 `json:"removeSeconds"`
 		// ServerApplyMs is the API server's mean time to serve one of the
@@ -31,11 +32,23 @@ type Results struct {
 		// first pass.
 		ServerCPUSeconds float64 `json:"serverCPUSeconds"`
 		ClientCPUSeconds float64 `json:"clientCPUSeconds"`
+		// EtcdCPUSeconds is etcd's CPU time in the first pass (and in the
+		// others below, each phase's own).
+		EtcdCPUSeconds float64 `json:"etcdCPUSeconds"`
 		// AgainSeconds is the first pass once more, after the removal: on
 		// objects written three times, as the operator finds them.
 		AgainSeconds          float64 `json:"againSeconds"`
 		AgainServerApplyMs    float64 `json:"againServerApplyMs"`
 		AgainServerCPUSeconds float64 `json:"againServerCPUSeconds"`
+		AgainEtcdCPUSeconds   float64 `json:"againEtcdCPUSeconds"`
+		// AfterSeconds is the same pass at the end, the operator stopped,
+		// and MedianSeconds the median of the three passes, the
+		// denominator of the goals' ratios.
+		AfterSeconds          float64 `json:"afterSeconds"`
+		AfterServerApplyMs    float64 `json:"afterServerApplyMs"`
+		AfterServerCPUSeconds float64 `json:"afterServerCPUSeconds"`
+		AfterEtcdCPUSeconds   float64 `json:"afterEtcdCPUSeconds"`
+		MedianSeconds         float64 `json:"medianSeconds"`
 	} `json:"baseline"`
 	Converge struct {
 		Seconds float64 `json:"seconds"`
@@ -43,8 +56,10 @@ type Results struct {
 		// operator's start-up (compile, access reviews, informer lists).
 		FirstWriteSeconds float64 `json:"firstWriteSeconds"`
 		Ratio             float64 `json:"ratioToBaseline"`
-		// RatioToAgain is converge / the baseline's second pass.
+		// RatioToAgain is converge / the baseline's second pass,
+		// RatioToMedian converge / the median of its three passes.
 		RatioToAgain     float64 `json:"ratioToBaselineAgain"`
+		RatioToMedian    float64 `json:"ratioToBaselineMedian"`
 		WritesPerObject  float64 `json:"writesPerObject"`
 		EventsCreated    float64 `json:"eventsCreated"`
 		Transitions      int     `json:"transitions"`
@@ -60,6 +75,7 @@ type Results struct {
 		// operator's from its start.
 		ServerCPUSeconds   float64 `json:"serverCPUSeconds"`
 		OperatorCPUSeconds float64 `json:"operatorCPUSeconds"`
+		EtcdCPUSeconds     float64 `json:"etcdCPUSeconds"`
 		// OtherWrites are the rest: model status, policy reports, leases.
 		OtherWrites float64 `json:"otherWrites"`
 	} `json:"converge"`
@@ -97,12 +113,15 @@ type EditResult struct {
 	Seconds        float64 `json:"seconds"`
 	Ratio          float64 `json:"ratioToBaseline,omitempty"`
 	RatioToRewrite float64 `json:"ratioToRewriteBaseline,omitempty"`
+	RatioToMedian  float64 `json:"ratioToBaselineMedian,omitempty"`
 	EventsCreated  float64 `json:"eventsCreated"`
 	ServerApplyMs  float64 `json:"serverApplyMs,omitempty"`
-	// ServerCPUSeconds and OperatorCPUSeconds are the API server's and the
-	// operator's CPU time from the edit to the last write settled.
+	// ServerCPUSeconds, OperatorCPUSeconds and EtcdCPUSeconds are the API
+	// server's, the operator's and etcd's CPU time from the edit to the
+	// last write settled.
 	ServerCPUSeconds   float64 `json:"serverCPUSeconds,omitempty"`
 	OperatorCPUSeconds float64 `json:"operatorCPUSeconds,omitempty"`
+	EtcdCPUSeconds     float64 `json:"etcdCPUSeconds,omitempty"`
 }
 
 // LatencyResult is the update-to-annotation latency under a steady stream.
@@ -127,12 +146,14 @@ type Goal struct {
 
 func goals(r *Results) []Goal {
 	return []Goal{
-		{"converge / baseline", "≤ 1.3", fmt.Sprintf("%.2f", r.Converge.Ratio), r.Converge.Ratio <= 1.3},
+		{"converge / baseline", "≤ 1.3", fmt.Sprintf("%.2f (passes: %.2f, %.2f, %.2f)", r.Converge.RatioToMedian, r.Converge.Ratio, r.Converge.RatioToAgain,
+			r.Converge.Seconds/r.Baseline.AfterSeconds), r.Converge.RatioToMedian <= 1.3},
 		{"writes per object, first convergence", "1", fmt.Sprintf("%.3f", r.Converge.WritesPerObject), r.Converge.WritesPerObject == 1},
 		{"writes on forced re-evaluation", "0", fmt.Sprint(r.Resync.Writes), r.Resync.Writes == 0 && r.Resync.Reconciles >= r.N},
 		{"writes on restart", "0", fmt.Sprint(r.Restart.Writes), r.Restart.Writes == 0},
 		{"writes after an edit changing few", "= changed objects", fmt.Sprintf("%d for %d", r.SmallEdit.Writes, r.SmallEdit.ChangedObjects), r.SmallEdit.Writes == r.SmallEdit.ChangedObjects},
-		{"fan-out / baseline", "≤ 1.3", fmt.Sprintf("%.2f (%.2f × a plain rewrite)", r.FanOut.Ratio, r.FanOut.RatioToRewrite), r.FanOut.Ratio <= 1.3 && r.FanOut.Writes == r.FanOut.ChangedObjects},
+		{"fan-out / baseline", "≤ 1.3", fmt.Sprintf("%.2f (1st pass %.2f, a plain rewrite %.2f)", r.FanOut.RatioToMedian, r.FanOut.Ratio, r.FanOut.RatioToRewrite),
+			r.FanOut.RatioToMedian <= 1.3 && r.FanOut.Writes == r.FanOut.ChangedObjects},
 		{"p99 update → annotation", "≤ 1000 ms", fmt.Sprintf("%.0f ms", r.Latency.P99Ms), r.Latency.P99Ms <= 1000},
 		{"operator peak RSS", "≤ 200 MiB", fmt.Sprintf("%.0f MiB", r.Memory.PeakRSSMiB), r.Memory.PeakRSSMiB <= 200},
 		{"events = transitions", "equal", fmt.Sprintf("%d created, %d counted, %d transitions", r.Events.Created, r.Events.CountedByOperator, r.Events.Transitions),
@@ -142,8 +163,8 @@ func goals(r *Results) []Goal {
 
 func printTable(r *Results) {
 	fmt.Printf("\nN=%d workloads, %d namespaces, concurrency %d, %d CPUs\n", r.N, r.Namespaces, r.Concurrency, r.CPUs)
-	fmt.Printf("baseline: %.2fs (%.0f writes/s); converge %.2fs; fan-out %.2fs; restart re-evaluation %.2fs; peak heap %.0f MiB\n\n",
-		r.Baseline.Seconds, r.Baseline.WritesPerSecond, r.Converge.Seconds, r.FanOut.Seconds, r.Restart.Seconds, r.Memory.PeakHeapInuseMiB)
+	fmt.Printf("baseline: %.2fs, %.2fs, %.2fs (median %.2fs); converge %.2fs; fan-out %.2fs; restart re-evaluation %.2fs; peak heap %.0f MiB\n\n",
+		r.Baseline.Seconds, r.Baseline.AgainSeconds, r.Baseline.AfterSeconds, r.Baseline.MedianSeconds, r.Converge.Seconds, r.FanOut.Seconds, r.Restart.Seconds, r.Memory.PeakHeapInuseMiB)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "GOAL\tTARGET\tMEASURED\tMET")
 	for _, g := range r.Goals {
