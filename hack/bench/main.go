@@ -266,13 +266,9 @@ func (b *bench) setUp(ctx context.Context) error {
 // server-side apply and a UID precondition like the operator's.
 func (b *bench) baseline(ctx context.Context, r *Results) error {
 	step("baseline: a plain client applies the same annotations to %d objects, %d at a time", len(b.workloads), b.o.concurrency)
-	before, err := b.apiWrites(ctx)
-	if err != nil {
-		return err
-	}
 	clientBefore := processCPUSeconds()
 	profiled := b.profileServer(ctx, "baseline")
-	seconds, err := b.applyAll(ctx, b.oracle, true)
+	seconds, writes, err := b.measuredPass(ctx, b.oracle)
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
@@ -280,15 +276,11 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 		return err
 	}
 	r.Baseline.ClientCPUSeconds = processCPUSeconds() - clientBefore
-	after, err := b.apiWrites(ctx)
-	if err != nil {
-		return err
-	}
 	r.Baseline.Seconds = seconds
 	r.Baseline.WritesPerSecond = float64(len(b.workloads)) / seconds
-	r.Baseline.ServerApplyMs = after.sub(before).meanApplyMs()
-	r.Baseline.ServerCPUSeconds = after.sub(before).cpuSeconds
-	r.Baseline.EtcdCPUSeconds = after.sub(before).etcdCPUSeconds
+	r.Baseline.ServerApplyMs = writes.meanApplyMs()
+	r.Baseline.ServerCPUSeconds = writes.cpuSeconds
+	r.Baseline.EtcdCPUSeconds = writes.etcdCPUSeconds
 	step("baseline: %.2fs, %.0f writes/s, the server's mean apply %.1fms; CPU: API server %.1fs, etcd %.1fs, client %.1fs",
 		r.Baseline.Seconds, r.Baseline.WritesPerSecond, r.Baseline.ServerApplyMs, r.Baseline.ServerCPUSeconds, r.Baseline.EtcdCPUSeconds, r.Baseline.ClientCPUSeconds)
 
@@ -305,17 +297,11 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
-	if before, err = b.apiWrites(ctx); err != nil {
-		return err
-	}
-	if r.Baseline.RewriteSeconds, err = b.applyAll(ctx, rewrite, true); err != nil {
+	if r.Baseline.RewriteSeconds, writes, err = b.measuredPass(ctx, rewrite); err != nil {
 		return fmt.Errorf("rewrite baseline: %w", err)
 	}
-	if after, err = b.apiWrites(ctx); err != nil {
-		return err
-	}
-	r.Baseline.RewriteServerCPUSeconds = after.sub(before).cpuSeconds
-	r.Baseline.RewriteEtcdCPUSeconds = after.sub(before).etcdCPUSeconds
+	r.Baseline.RewriteServerCPUSeconds = writes.cpuSeconds
+	r.Baseline.RewriteEtcdCPUSeconds = writes.etcdCPUSeconds
 	step("baseline rewrite with the values of a full model edit: %.2fs; CPU: API server %.1fs, etcd %.1fs",
 		r.Baseline.RewriteSeconds, r.Baseline.RewriteServerCPUSeconds, r.Baseline.RewriteEtcdCPUSeconds)
 	// The baseline's keys go again, so that the operator's cache holds
@@ -327,24 +313,37 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 	// The first pass wrote to objects never written before; the operator
 	// writes to objects written three times. The same pass again, on
 	// objects in that state, shows how much that alone costs.
-	if before, err = b.apiWrites(ctx); err != nil {
-		return err
-	}
-	if r.Baseline.AgainSeconds, err = b.applyAll(ctx, b.oracle, true); err != nil {
+	if r.Baseline.AgainSeconds, writes, err = b.measuredPass(ctx, b.oracle); err != nil {
 		return fmt.Errorf("baseline again: %w", err)
 	}
-	if after, err = b.apiWrites(ctx); err != nil {
-		return err
-	}
-	r.Baseline.AgainServerApplyMs = after.sub(before).meanApplyMs()
-	r.Baseline.AgainServerCPUSeconds = after.sub(before).cpuSeconds
-	r.Baseline.AgainEtcdCPUSeconds = after.sub(before).etcdCPUSeconds
+	r.Baseline.AgainServerApplyMs = writes.meanApplyMs()
+	r.Baseline.AgainServerCPUSeconds = writes.cpuSeconds
+	r.Baseline.AgainEtcdCPUSeconds = writes.etcdCPUSeconds
 	step("baseline again, on objects as the operator finds them: %.2fs, the server's mean apply %.1fms; CPU: API server %.1fs, etcd %.1fs",
 		r.Baseline.AgainSeconds, r.Baseline.AgainServerApplyMs, r.Baseline.AgainServerCPUSeconds, r.Baseline.AgainEtcdCPUSeconds)
 	if _, err := b.applyAll(ctx, b.oracle, false); err != nil {
 		return fmt.Errorf("remove the baseline's annotations again: %w", err)
 	}
 	return nil
+}
+
+// measuredPass applies, as the baseline client, the annotations an oracle
+// wants, and returns how long it took and what the API server counted
+// meanwhile.
+func (b *bench) measuredPass(ctx context.Context, o *oracle) (float64, apiWrites, error) {
+	before, err := b.apiWrites(ctx)
+	if err != nil {
+		return 0, apiWrites{}, err
+	}
+	seconds, err := b.applyAll(ctx, o, true)
+	if err != nil {
+		return 0, apiWrites{}, err
+	}
+	after, err := b.apiWrites(ctx)
+	if err != nil {
+		return 0, apiWrites{}, err
+	}
+	return seconds, after.sub(before), nil
 }
 
 // applyAll applies, as the baseline client, the annotations an oracle wants
@@ -715,11 +714,17 @@ func (b *bench) fanOut(ctx context.Context, r *Results) error {
 	}
 	r.FanOut = EditResult{ChangedObjects: changed, Writes: int(writes.targets), Seconds: seconds, EventsCreated: writes.events,
 		ServerApplyMs: writes.meanApplyMs(), ServerCPUSeconds: writes.cpuSeconds, EtcdCPUSeconds: writes.etcdCPUSeconds, OperatorCPUSeconds: writes.operatorCPUSeconds}
-	r.FanOut.Ratio = seconds / r.Baseline.Seconds * float64(len(b.workloads)) / float64(max(changed, 1))
-	r.FanOut.RatioToRewrite = seconds / r.Baseline.RewriteSeconds * float64(len(b.workloads)) / float64(max(changed, 1))
+	r.FanOut.Ratio = b.fanOutRatio(r, r.Baseline.Seconds)
+	r.FanOut.RatioToRewrite = b.fanOutRatio(r, r.Baseline.RewriteSeconds)
 	step("%d workloads changed, %d writes, %.2fs (%.2f × baseline, %.2f × a plain rewrite); CPU: API server %.1fs, etcd %.1fs, operator %.1fs",
 		changed, r.FanOut.Writes, seconds, r.FanOut.Ratio, r.FanOut.RatioToRewrite, r.FanOut.ServerCPUSeconds, r.FanOut.EtcdCPUSeconds, r.FanOut.OperatorCPUSeconds)
 	return nil
+}
+
+// fanOutRatio is the fan-out's time over a plain pass's, scaled to every
+// workload when the edit changed fewer.
+func (b *bench) fanOutRatio(r *Results, pass float64) float64 {
+	return r.FanOut.Seconds / pass * float64(len(b.workloads)) / float64(max(r.FanOut.ChangedObjects, 1))
 }
 
 // fullEdit rewords the first area of a model: every object it matches changes.
@@ -824,25 +829,19 @@ func (b *bench) finish(ctx context.Context, r *Results) error {
 // passes, which bracket the operator's phases.
 func (b *bench) closingBaseline(ctx context.Context, r *Results) error {
 	step("baseline once more, the operator stopped: %d objects, %d at a time", len(b.workloads), b.o.concurrency)
-	before, err := b.apiWrites(ctx)
+	seconds, writes, err := b.measuredPass(ctx, b.oracle)
 	if err != nil {
-		return err
-	}
-	if r.Baseline.AfterSeconds, err = b.applyAll(ctx, b.oracle, true); err != nil {
 		return fmt.Errorf("closing baseline: %w", err)
 	}
-	after, err := b.apiWrites(ctx)
-	if err != nil {
-		return err
-	}
-	r.Baseline.AfterServerApplyMs = after.sub(before).meanApplyMs()
-	r.Baseline.AfterServerCPUSeconds = after.sub(before).cpuSeconds
-	r.Baseline.AfterEtcdCPUSeconds = after.sub(before).etcdCPUSeconds
+	r.Baseline.AfterSeconds = seconds
+	r.Baseline.AfterServerApplyMs = writes.meanApplyMs()
+	r.Baseline.AfterServerCPUSeconds = writes.cpuSeconds
+	r.Baseline.AfterEtcdCPUSeconds = writes.etcdCPUSeconds
 	passes := []float64{r.Baseline.Seconds, r.Baseline.AgainSeconds, r.Baseline.AfterSeconds}
 	slices.Sort(passes)
 	r.Baseline.MedianSeconds = passes[1]
 	r.Converge.RatioToMedian = r.Converge.Seconds / r.Baseline.MedianSeconds
-	r.FanOut.RatioToMedian = r.FanOut.Seconds / r.Baseline.MedianSeconds * float64(len(b.workloads)) / float64(max(r.FanOut.ChangedObjects, 1))
+	r.FanOut.RatioToMedian = b.fanOutRatio(r, r.Baseline.MedianSeconds)
 	step("baseline once more: %.2fs, the server's mean apply %.1fms; CPU: API server %.1fs, etcd %.1fs",
 		r.Baseline.AfterSeconds, r.Baseline.AfterServerApplyMs, r.Baseline.AfterServerCPUSeconds, r.Baseline.AfterEtcdCPUSeconds)
 	step("the plain client's passes: %.2fs, %.2fs, %.2fs, median %.2fs; converge %.2f × and fan-out %.2f × the median",
