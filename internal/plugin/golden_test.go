@@ -81,6 +81,11 @@ func TestGolden(t *testing.T) {
 		{name: "lint-not-a-model", args: []string{"lint", "testdata/events.yaml", "testdata/missing.yaml"}},
 		{name: "lint-json", args: []string{"lint", "testdata/broken.yaml", "-o", "json"}},
 		{name: "bad-output", args: []string{"models", "-o", "wide"}},
+		{name: "test", args: []string{"test", "testdata/tests.yaml"}},
+		{name: "test-require-all-junit", args: []string{"test", "testdata/tests.yaml", "--require-all", "-o", "junit"}},
+		{name: "test-json", args: []string{"test", "testdata/tests.yaml", "-o", "json"}},
+		{name: "test-no-tests", args: []string{"test", "testdata/models.yaml"}},
+		{name: "junit-not-for-show", args: []string{"show", "cluster/scratch-db", "-n", "legacy", "-o", "junit"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,7 +60,8 @@ which customer duties are met, and how to fix or waive the others.
   kubectl responsibility unmet -A                # every unmet or unknown duty
   kubectl responsibility models                  # the models, their targets and counts
   kubectl responsibility explain MODEL           # one model's matrix and rules
-  kubectl responsibility lint model.yaml --against samples.yaml   # offline, no cluster`,
+  kubectl responsibility lint model.yaml --against samples.yaml   # offline, no cluster
+  kubectl responsibility test tests/                               # expected duty states, offline`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl responsibility"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -69,15 +70,20 @@ which customer duties are met, and how to fix or waive the others.
 	root.SetOut(o.Streams.Out)
 	root.SetErr(o.Streams.ErrOut)
 	o.ConfigFlags.AddFlags(root.PersistentFlags())
-	root.PersistentFlags().StringVarP(&o.Output, "output", "o", outputTable, "Output format: json or yaml (default: a table).")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentFlags().StringVarP(&o.Output, "output", "o", outputTable, "Output format: json or yaml (default: a table); junit for test.")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		switch o.Output {
 		case outputTable, outputJSON, outputYAML:
 			return nil
+		case outputJUnit:
+			if isTestCommand(cmd) {
+				return nil
+			}
+			return fmt.Errorf("-o junit is for the test command only: use -o json or -o yaml, or omit -o for a table")
 		}
 		return fmt.Errorf("unknown output format %q: use -o json or -o yaml, or omit -o for a table", o.Output)
 	}
-	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o))
+	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o))
 	return root
 }
 

@@ -1,0 +1,74 @@
+package modeltest
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
+)
+
+var root = filepath.Join("..", "..")
+
+// runRequireAll runs the tests under dir as `kubectl responsibility test
+// --require-all` does: every result must pass, and every duty evaluated on
+// every object must be named by a result.
+func runRequireAll(t *testing.T, dir string) *Report {
+	t.Helper()
+	tests, err := Load([]string{filepath.Join(root, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Run(tests, Options{})
+	for _, e := range r.Errors {
+		t.Errorf("%s: cannot run: %s", e.Test, e.Error)
+	}
+	for _, v := range r.Failed() {
+		t.Errorf("%s: %s %s/%s: %s: %s", v.Test, v.Object, v.Model, v.Duty, v.Problem, v.Message)
+	}
+	for _, v := range r.Unchecked {
+		t.Errorf("%s: %s %s/%s is %s, and no result names it", v.Test, v.Object, v.Model, v.Duty, v.Got)
+	}
+	return r
+}
+
+// TestCatalog runs the catalog's own tests (config/catalog/tests): the
+// sample tenants of config/samples/workloads.
+func TestCatalog(t *testing.T) {
+	r := runRequireAll(t, filepath.Join("config", "catalog", "tests"))
+	t.Logf("%d tests, %d results", r.Tests, len(r.Verdicts))
+}
+
+// TestSamplesTargeted checks the samples themselves: every good or bad
+// sample is in a namespace some sample creates, and is targeted by a model
+// or read by a duty — else it is a sample for a kind the catalog forgot.
+func TestSamplesTargeted(t *testing.T) {
+	set, err := samples.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relatedKinds := map[schema.GroupVersionKind]bool{}
+	for _, m := range set.Models {
+		for _, src := range m.RelatedSources() {
+			relatedKinds[src.GVK] = true
+		}
+	}
+	targeted := map[string]bool{}
+	for _, w := range set.Workloads() {
+		targeted[w.File+"/"+w.GetNamespace()+"/"+w.GetName()] = true
+		if ns := w.GetNamespace(); ns != "" && set.Namespaces[ns] == nil {
+			t.Errorf("%s: %s %s is in namespace %q, which no sample creates", w.File, w.GetKind(), w.GetName(), ns)
+		}
+	}
+	for _, o := range set.Objects {
+		sample := strings.HasSuffix(o.File, "-good.yaml") || strings.HasSuffix(o.File, "-bad.yaml")
+		if !sample || o.GetKind() == "Namespace" || relatedKinds[o.GroupVersionKind()] {
+			continue
+		}
+		if !targeted[o.File+"/"+o.GetNamespace()+"/"+o.GetName()] {
+			t.Errorf("%s: no catalog model targets %s %s, and no duty reads its kind", o.File, o.GetKind(), o.GetName())
+		}
+	}
+}
