@@ -238,7 +238,7 @@ func (b *bench) setUp(ctx context.Context) error {
 	step("creating %d workloads and %d related objects in %d namespaces", len(b.workloads), len(objs)-len(b.workloads), b.o.namespaces)
 	start := time.Now()
 	if err := parallel(ctx, b.o.concurrency, len(objs), func(i int) error {
-		if err := b.c.Create(ctx, objs[i]); err != nil {
+		if err := devcluster.Create(ctx, b.c, objs[i]); err != nil {
 			return fmt.Errorf("create %s %s/%s: %w", objs[i].GetKind(), objs[i].GetNamespace(), objs[i].GetName(), err)
 		}
 		return nil

@@ -113,6 +113,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if err := devcluster.WriteStatus(ctx, c, set.Unstructured()); err != nil {
+		return err
+	}
 	workloads := set.Workloads()
 	step(fmt.Sprintf("Waiting for the operator to annotate the %d sample workloads", len(workloads)))
 	if err := waitAnnotated(ctx, c, workloads, *timeout); err != nil {

@@ -88,6 +88,15 @@ func Load(root string) (*Set, error) {
 	return set, nil
 }
 
+// Unstructured returns every sample object.
+func (s *Set) Unstructured() []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(s.Objects))
+	for i, o := range s.Objects {
+		out[i] = o.Unstructured
+	}
+	return out
+}
+
 // Workloads returns the good and bad samples some model targets, with the
 // models that target them. Samples no model targets (related objects such
 // as a ScheduledBackup) are left out.

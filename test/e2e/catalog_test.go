@@ -14,11 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
@@ -31,23 +31,12 @@ func TestCatalogEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
 	}
-	root, assets := paths(t)
+	root, env, cfg := startControlPlane(t)
 	set, err := samples.Load(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	workloads := set.Workloads()
-
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
 	kubeconfig := writeKubeconfig(t, env, cfg)
 
 	ctrl.SetLogger(discardLogger())
@@ -78,7 +67,7 @@ func TestCatalogEndToEnd(t *testing.T) {
 
 	kubectl := func(args ...string) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
+		cmd := exec.CommandContext(ctx, filepath.Join(env.BinaryAssetsDirectory, "kubectl"), args...)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -86,8 +75,11 @@ func TestCatalogEndToEnd(t *testing.T) {
 	}
 	kubectl("apply", "-k", filepath.Join(root, "config", "catalog"))
 	kubectl("apply", "-k", filepath.Join(root, "config", "samples", "workloads"))
-
 	c := mgr.GetClient()
+	if err := devcluster.WriteStatus(ctx, c, set.Unstructured()); err != nil {
+		t.Fatal(err)
+	}
+
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, w := range workloads {
 		want := expectedDuties(w)

@@ -29,6 +29,24 @@ func paths(t *testing.T) (root, assets string) {
 	return root, assets
 }
 
+// startControlPlane starts kube-apiserver and etcd with the operator's CRD
+// and the full upstream CRDs of test/crds, stopped when the test ends.
+func startControlPlane(t *testing.T) (root string, env *envtest.Environment, cfg *rest.Config) {
+	t.Helper()
+	root, assets := paths(t)
+	env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "test", "crds")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return root, env, cfg
+}
+
 // writeKubeconfig writes an admin kubeconfig for kubectl.
 func writeKubeconfig(t *testing.T, env *envtest.Environment, cfg *rest.Config) string {
 	t.Helper()

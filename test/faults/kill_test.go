@@ -522,7 +522,7 @@ func (e *env) createAll(objs []*unstructured.Unstructured) {
 	for range 8 {
 		wg.Go(func() {
 			for o := range work {
-				if err := e.c.Create(ctx, o); err != nil {
+				if err := devcluster.Create(ctx, e.c, o); err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Sprintf("%s: %v", objectKey(o), err))
 					mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 	"github.com/responsibility-operator/responsibility-operator/internal/report"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
@@ -57,6 +58,9 @@ func TestUninstallLeavesNothing(t *testing.T) {
 	e.kubectl("", "apply", "-k", filepath.Join(root, "config", "samples", "workloads"))
 	set, err := samples.Load(root)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.WriteStatus(ctx, e.c, set.Unstructured()); err != nil {
 		t.Fatal(err)
 	}
 	workloads := set.Workloads()
