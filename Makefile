@@ -54,8 +54,14 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
 .PHONY: docs
-docs: ## Generate docs/catalog.md from config/catalog.
+docs: ## Generate docs/catalog.md from config/catalog and docs/catalog-limits.yaml.
 	go run ./hack/catalog-docs
+
+UPSTREAM_MIRROR ?=
+
+.PHONY: upstream
+upstream: ## Vendor the upstream CRDs (test/crds) and corpus (test/upstream) again from GitHub, or from git mirrors in UPSTREAM_MIRROR.
+	go run ./hack/upstream $(if $(UPSTREAM_MIRROR),-mirror $(UPSTREAM_MIRROR))
 
 .PHONY: verify
 verify: ## Fail when a generated file (deepcopy, CRD, RBAC, webhook, docs/catalog.md) is stale.
@@ -74,8 +80,8 @@ lint: golangci-lint ## Run golangci-lint (includes gofmt and go vet).
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test-unit
-test-unit: ## Run only the unit tests (no control plane).
-	go test $(GO_TEST_FLAGS) ./api/... ./internal/evaluate/...
+test-unit: ## Run only the unit tests (no control plane), the catalog's tests and the upstream corpus offline.
+	go test $(GO_TEST_FLAGS) ./api/... ./internal/evaluate/... ./internal/modeltest/...
 
 # Fuzz by count, not time: a time-boxed run can fail spuriously on Go 1.26
 # (golang/go#75804). A failing input lands in internal/evaluate/testdata/fuzz.

@@ -22,14 +22,8 @@ func runRequireAll(t *testing.T, dir string) *Report {
 		t.Fatal(err)
 	}
 	r := Run(tests, Options{})
-	for _, e := range r.Errors {
-		t.Errorf("%s: cannot run: %s", e.Test, e.Error)
-	}
-	for _, v := range r.Failed() {
-		t.Errorf("%s: %s %s/%s: %s: %s", v.Test, v.Object, v.Model, v.Duty, v.Problem, v.Message)
-	}
-	for _, v := range r.Unchecked {
-		t.Errorf("%s: %s %s/%s is %s, and no result names it", v.Test, v.Object, v.Model, v.Duty, v.Got)
+	for _, p := range r.Problems(true) {
+		t.Error(p)
 	}
 	return r
 }
@@ -71,4 +65,21 @@ func TestSamplesTargeted(t *testing.T) {
 			t.Errorf("%s: no catalog model targets %s %s, and no duty reads its kind", o.File, o.GetKind(), o.GetName())
 		}
 	}
+}
+
+// TestUpstreamCorpus runs the upstream corpus (test/upstream) offline: the
+// catalog on the upstream projects' own examples, each duty's expected
+// state judged from the project's documentation and cited in the test. The
+// same tests run on a real API server with the full upstream CRDs in
+// test/e2e (TestUpstreamCorpusOnCRDs).
+func TestUpstreamCorpus(t *testing.T) {
+	r := runRequireAll(t, filepath.Join("test", "upstream"))
+	uncited := 0
+	for _, v := range r.Verdicts {
+		if strings.TrimSpace(v.Citation) == "" {
+			uncited++
+			t.Errorf("%s: %s %s/%s has no citation", v.Test, v.Object, v.Model, v.Duty)
+		}
+	}
+	t.Logf("%d tests, %d results, %d without a citation", r.Tests, len(r.Verdicts), uncited)
 }

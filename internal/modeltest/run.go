@@ -102,6 +102,24 @@ func (r *Report) Failed() []Verdict {
 	return out
 }
 
+// Problems describes, one line each, the tests that could not run and the
+// results that failed, and with requireAll the verdicts no result names.
+func (r *Report) Problems(requireAll bool) []string {
+	var out []string
+	for _, e := range r.Errors {
+		out = append(out, fmt.Sprintf("%s: cannot run: %s", e.Test, e.Error))
+	}
+	for _, v := range r.Failed() {
+		out = append(out, fmt.Sprintf("%s: %s %s/%s: %s: %s", v.Test, v.Object, v.Model, v.Duty, v.Problem, v.Message))
+	}
+	if requireAll {
+		for _, v := range r.Unchecked {
+			out = append(out, fmt.Sprintf("%s: %s %s/%s is %s, and no result names it", v.Test, v.Object, v.Model, v.Duty, v.Got))
+		}
+	}
+	return out
+}
+
 // OK is true when every test ran and every result passed.
 func (r *Report) OK() bool { return len(r.Errors) == 0 && len(r.Failed()) == 0 }
 
