@@ -130,9 +130,9 @@ func TestRunawayRuleCost(t *testing.T) {
 	rm := dbModel("cost-db", "cost")
 	rm.Spec.Areas[0].Duties = append(rm.Spec.Areas[0].Duties, v1alpha1.Duty{
 		Name:    "bounded-items",
-		Message: "Keep spec.items short",
-		Rule: `object.spec.?items.orValue([]).all(a, object.spec.items.all(b,
-			object.spec.items.all(c, size(a) + size(b) + size(c) >= 0)))`,
+		Message: "Keep spec.postgresql.pg_hba short",
+		Rule: `object.spec.?postgresql.?pg_hba.orValue([]).all(a, object.spec.postgresql.pg_hba.all(b,
+			object.spec.postgresql.pg_hba.all(c, size(a) + size(b) + size(c) >= 0)))`,
 	})
 	applyModel(t, rm) // admitted: the estimate's minimum is an empty list
 
@@ -145,7 +145,7 @@ func TestRunawayRuleCost(t *testing.T) {
 	}
 	spec := func(n int) map[string]any {
 		s := tlsSpec()
-		s["items"] = items(n)
+		s["postgresql"].(map[string]any)["pg_hba"] = items(n)
 		return s
 	}
 	// 200³ innermost iterations: far over the limit of 10⁶ cost units, and
@@ -918,9 +918,11 @@ func TestExcludedNamespacesNeverWritten(t *testing.T) {
 
 // blobSpec is a CNPG Cluster spec with TLS enforced and an opaque field of n
 // bytes (kept as-is: the fixture preserves unknown fields).
+// blobSpec is a Cluster spec whose description (a string without a length
+// limit in the CRD) is n bytes long.
 func blobSpec(n int) map[string]any {
 	s := tlsSpec()
-	s["blob"] = strings.Repeat("x", n)
+	s["description"] = strings.Repeat("x", n)
 	return s
 }
 
@@ -990,8 +992,8 @@ func TestObjectsAtTheSizeLimits(t *testing.T) {
 
 	applyModel(t, dbModel("size-db", "size"))
 	waitAnnotation(t, large, v1alpha1.AnnotationUnmet, "size-db/backup-scheduled", true)
-	if b, _, _ := unstructured.NestedString(getObject(t, large).Object, "spec", "blob"); len(b) != 1400*1024 {
-		t.Errorf("the large object's blob is %d bytes after the write, want %d", len(b), 1400*1024)
+	if b, _, _ := unstructured.NestedString(getObject(t, large).Object, "spec", "description"); len(b) != 1400*1024 {
+		t.Errorf("the large object's description is %d bytes after the write, want %d", len(b), 1400*1024)
 	}
 
 	firstFailure := time.Now()

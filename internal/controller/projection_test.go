@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,13 +92,13 @@ func TestModelsWideningOneKindAtOnce(t *testing.T) {
 	var objects []*unstructured.Unstructured
 	for i := range 5 {
 		objects = append(objects, createObject(t, cnpg, "Cluster", ns, fmt.Sprintf("db-%d", i), nil,
-			map[string]any{"a": int64(1), "b": int64(2), "c": int64(3), "d": int64(4)}))
+			map[string]any{"startDelay": int64(1), "stopDelay": int64(2), "switchoverDelay": int64(3), "livenessProbeTimeout": int64(4)}))
 	}
-	fields := []string{"a", "b", "c", "d"}
+	fields := []string{"startDelay", "stopDelay", "switchoverDelay", "livenessProbeTimeout"}
 	for i, f := range fields {
-		rm := dbModel("widening-"+f, "widening")
+		rm := dbModel("widening-"+strings.ToLower(f), "widening")
 		rm.Spec.Areas = rm.Spec.Areas[:1]
-		rm.Spec.Areas[0].Duties[0] = v1alpha1.Duty{Name: "reads-" + f, Message: "Set spec." + f,
+		rm.Spec.Areas[0].Duties[0] = v1alpha1.Duty{Name: "reads-" + strings.ToLower(f), Message: "Set spec." + f,
 			Rule: fmt.Sprintf("object.spec.?%s.orValue(0) == %d", f, i+1)}
 		applyModel(t, rm)
 	}
@@ -105,7 +106,7 @@ func TestModelsWideningOneKindAtOnce(t *testing.T) {
 		for _, obj := range objects {
 			duties := evaluate.ParseDuties(getObject(t, obj).GetAnnotations()[v1alpha1.AnnotationDuties])
 			for _, f := range fields {
-				if got := duties["widening-"+f]["reads-"+f].State; got != v1alpha1.DutyMet {
+				if got := duties["widening-"+strings.ToLower(f)]["reads-"+strings.ToLower(f)].State; got != v1alpha1.DutyMet {
 					return fmt.Errorf("%s: reads-%s is %q, want Met", obj.GetName(), f, got)
 				}
 			}

@@ -30,4 +30,5 @@ package controller
 // +kubebuilder:rbac:groups=velero.io,resources=schedules,verbs=get;list;watch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=prometheusrules,verbs=get;list;watch
 // +kubebuilder:rbac:groups=k8s.mariadb.com,resources=backups,verbs=get;list;watch
+// +kubebuilder:rbac:groups=k8s.mariadb.com,resources=physicalbackups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=snapshot.kubevirt.io,resources=virtualmachinesnapshots,verbs=get;list;watch
