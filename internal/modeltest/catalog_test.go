@@ -83,3 +83,44 @@ func TestUpstreamCorpus(t *testing.T) {
 	}
 	t.Logf("%d tests, %d results, %d without a citation", r.Tests, len(r.Verdicts), uncited)
 }
+
+// TestEveryDutyHasAFixTest checks that the corpus tests every catalog
+// duty's advice: a test named fix-...<duty>... changes a failing upstream
+// object (with patches, or with objects of a fix-*.yaml file of ours) the
+// way the duty's message says, and expects that duty Met. The unchanged
+// object's test expects it Unmet with that message.
+func TestEveryDutyHasAFixTest(t *testing.T) {
+	tests, err := Load([]string{filepath.Join(root, "test", "upstream")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := map[string]bool{}
+	for _, tt := range tests {
+		if !strings.HasPrefix(tt.Metadata.Name, "fix-") {
+			continue
+		}
+		changes := len(tt.Patches) > 0
+		for _, r := range tt.Resources {
+			changes = changes || strings.HasPrefix(filepath.Base(r), "fix-")
+		}
+		if !changes {
+			t.Errorf("%s: a fix test changes nothing: patch the failing object or add a fix-*.yaml resource", tt.Name())
+		}
+		for _, r := range tt.Results {
+			if r.State == "Met" && strings.Contains(tt.Metadata.Name, r.Duty) {
+				fixed[r.Model+"/"+r.Duty] = true
+			}
+		}
+	}
+	set, err := samples.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range set.Models {
+		for _, d := range m.Duties {
+			if !fixed[m.Name+"/"+d.Name] {
+				t.Errorf("%s/%s: no fix-... test in test/upstream applies its message's advice and expects Met", m.Name, d.Name)
+			}
+		}
+	}
+}
