@@ -212,7 +212,16 @@ func (p *program) pick(act *activation) cel.Program {
 // the inputs are small enough for the estimate to stay within the limit (see
 // untrackedBounds), the tracked one otherwise. Every other expression keeps
 // the tracker and is stopped when it exceeds the limit.
-func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, error) {
+func compileProgram(envs ruleEnvs, expr string, kind resultKind) (p *program, err error) {
+	// cel-go panics on some malformed input (its homogeneous-literal
+	// validator on an optional list element that is not optional, in
+	// v0.29.2): a model is input from whoever may write one, so a panic is
+	// that expression's error, not the webhook's or the controller's crash.
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("compile: the CEL library failed on this expression (%v): check its syntax and types", r)
+		}
+	}()
 	env := envs.checked
 	ast, issues := env.Compile(expr)
 	if issues.Err() != nil {
@@ -233,7 +242,7 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (*program, erro
 	if est.Min > RuleCostLimit {
 		return nil, fmt.Errorf("estimated cost is at least %d, over the limit of %d: simplify the expression", est.Min, RuleCostLimit)
 	}
-	p := &program{kind: kind}
+	p = &program{kind: kind}
 	var paths map[int64][]string
 	p.object, p.related, paths = readFields(ast.NativeRep())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {

@@ -174,3 +174,53 @@ func TestLongRelatedListsStillStop(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasuringStops: fitsObject visits at most maxMeasuredValues values.
+// An object whose subtrees are shared (2^40 values to walk, which no
+// decoded JSON has, but a caller's map may) does not fit at once, and the
+// rule runs with the cost tracker. Fails, by timing out, if the walk is
+// unbounded; found by FuzzCompileRule on a rule returning object.spec.
+func TestMeasuringStops(t *testing.T) {
+	nested := any("leaf")
+	for range 40 {
+		nested = map[string]any{"a": nested, "b": []any{nested}}
+	}
+	wide := make([]any, maxMeasuredValues)
+	for i := range wide {
+		wide[i] = int64(i)
+	}
+	tests := []struct {
+		name string
+		v    any
+		want bool
+	}{
+		{name: "shared subtrees", v: map[string]any{"spec": nested}, want: false},
+		{name: "more values than the budget", v: map[string]any{"spec": map[string]any{"items": wide}}, want: false},
+		{name: "within the budget", v: map[string]any{"spec": map[string]any{"items": wide[:maxMeasuredValues-4]}}, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fitsObject(tt.v, AllFields(), math.MaxInt); got != tt.want {
+				t.Errorf("fitsObject = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCompilePanicIsAnError: cel-go v0.29.2's homogeneous-literal validator
+// panics on an optional list element that is not of an optional type. A
+// model is anyone's input, so the panic is that rule's compile error, and
+// the webhook and the controller go on. Found by FuzzCompileRule.
+func TestCompilePanicIsAnError(t *testing.T) {
+	for _, rule := range []string{`[?object.spec].size() > 0`, `[?object.?a, ?object.b].exists(c, true)`} {
+		_, err := Compile(model("m", func(rm *v1alpha1.ResponsibilityModel) {
+			rm.Spec.Areas[1].Duties[0].Rule = rule
+		}))
+		if err == nil || !strings.Contains(err.Error(), "the CEL library failed on this expression") {
+			t.Errorf("%s: error %v, want the CEL library's failure", rule, err)
+		}
+		if fes := FieldErrors(err); len(fes) != 1 || fes[0].Path != "spec.areas[1].duties[0].rule" {
+			t.Errorf("%s: field errors %+v, want one on the rule", rule, fes)
+		}
+	}
+}

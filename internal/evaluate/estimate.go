@@ -172,7 +172,22 @@ func isEmptyOrScalarLiteral(e celast.Expr) bool {
 // longer than n (strings in bytes, which bounds their length in code
 // points). A part f keeps whole is measured whole, map keys included. A
 // value of a type JSON does not decode to is not measured, and does not fit.
+// Measuring stops, and the object does not fit, after maxMeasuredValues
+// values: the check costs at most that much whatever the object, and the
+// tracked program is always safe to run.
 func fitsObject(v any, f *Fields, n int) bool {
+	budget := maxMeasuredValues
+	return fits(v, f, n, &budget)
+}
+
+// maxMeasuredValues bounds the values fitsObject visits. A rule that reads a
+// part of the object whole on a larger object runs with the cost tracker.
+const maxMeasuredValues = 1 << 16
+
+func fits(v any, f *Fields, n int, budget *int) bool {
+	if *budget--; *budget < 0 {
+		return false
+	}
 	switch v := v.(type) {
 	case nil, bool, int64, float64:
 	case string:
@@ -186,7 +201,7 @@ func fitsObject(v any, f *Fields, n int) bool {
 			elem = f.Each
 		}
 		for _, e := range v {
-			if !fitsObject(e, elem, n) {
+			if !fits(e, elem, n, budget) {
 				return false
 			}
 		}
@@ -196,14 +211,14 @@ func fitsObject(v any, f *Fields, n int) bool {
 		}
 		if f == nil || f.All || f.Each != nil {
 			for k, e := range v {
-				if len(k) > n || !fitsObject(e, allFields, n) {
+				if len(k) > n || !fits(e, allFields, n, budget) {
 					return false
 				}
 			}
 			return true
 		}
 		for name, c := range f.Named {
-			if e, ok := v[name]; ok && !isPresenceOnly(c) && !fitsObject(e, c, n) {
+			if e, ok := v[name]; ok && !isPresenceOnly(c) && !fits(e, c, n, budget) {
 				return false
 			}
 		}
