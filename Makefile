@@ -35,8 +35,9 @@ demo: controlplane build install-plugin ## Start a local control plane, apply sa
 	go run ./hack/demo
 
 .PHONY: test
-test: verify lint controlplane ## Run every check and test: generated files, lint, unit, envtest integration, e2e and a short fuzz run.
+test: verify lint controlplane ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory test-models
 	$(MAKE) --no-print-directory test-fuzz
 
 .PHONY: bench
@@ -97,6 +98,13 @@ test-fuzz: ## Fuzz rule evaluation, annotation parsing and the watch decoder bri
 	for target in $(CONTROLLER_FUZZ_TARGETS); do \
 		go test ./internal/controller/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
 	done
+
+.PHONY: test-models
+test-models: ## Run the catalog's tests and the upstream corpus with kubectl responsibility test (JUnit in tmp/model-tests.xml).
+	go build -o $(LOCALBIN)/kubectl-responsibility ./cmd/kubectl-responsibility
+	@mkdir -p tmp
+	$(LOCALBIN)/kubectl-responsibility test config/catalog/tests test/upstream --require-all
+	$(LOCALBIN)/kubectl-responsibility test config/catalog/tests test/upstream --require-all -o junit > tmp/model-tests.xml
 
 .PHONY: test-integration
 test-integration: controlplane ## Run the envtest suites against a real kube-apiserver and etcd.
