@@ -40,7 +40,8 @@ type ObjectRef struct {
 	Name       string `json:"name"`
 }
 
-func refOf(u *unstructured.Unstructured) ObjectRef {
+// RefOf names an object.
+func RefOf(u *unstructured.Unstructured) ObjectRef {
 	return ObjectRef{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
@@ -178,7 +179,7 @@ func prepare(t *Test, opts Options, models modelCache) (*Scenario, error) {
 			if o.Object.GetNamespace() == "" && namespaced(o.Object.GroupVersionKind()) {
 				o.Object.SetNamespace(t.namespace())
 			}
-			ref := refOf(o.Object)
+			ref := RefOf(o.Object)
 			if prev, dup := seen[ref]; dup {
 				return nil, fmt.Errorf("%s: %s is already in %s", o.File, ref, prev)
 			}
@@ -192,7 +193,7 @@ func prepare(t *Test, opts Options, models modelCache) (*Scenario, error) {
 			return nil, fmt.Errorf("patches[%d]: %w", i, err)
 		}
 		if err := mergePatch(objs[0], p.Patch); err != nil {
-			return nil, fmt.Errorf("patches[%d]: %s: %w", i, refOf(objs[0]), err)
+			return nil, fmt.Errorf("patches[%d]: %s: %w", i, RefOf(objs[0]), err)
 		}
 	}
 	if opts.Store != nil {
@@ -299,7 +300,7 @@ func (s *Scenario) Evaluate() map[ObjectRef]evaluate.Result {
 		}
 		// The lister never fails, so neither does RelatedInput.
 		related, _, _ := evaluate.RelatedInput(matched, ns, list)
-		out[refOf(o)] = evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: o.Object, Namespace: nsObj, Related: related})
+		out[RefOf(o)] = evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: o.Object, Namespace: nsObj, Related: related})
 	}
 	return out
 }
@@ -330,7 +331,7 @@ func runTest(t *Test, opts Options, models modelCache) (verdicts, unchecked []Ve
 				problems = append(problems, fmt.Sprintf("results[%d]: %v", i, err))
 				continue
 			}
-			ref := refOf(objs[0])
+			ref := RefOf(objs[0])
 			key := verdictKey{ref, r.Model, r.Duty}
 			if checked[key] {
 				problems = append(problems, fmt.Sprintf("results[%d]: a second result for %s %s/%s", i, ref, r.Model, r.Duty))
