@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
@@ -188,12 +189,12 @@ func prepare(t *Test, opts Options, models modelCache) (*Scenario, error) {
 		}
 	}
 	for i, p := range t.Patches {
-		objs, err := s.find(t, p.ObjectSelector, p.Name)
+		obj, err := s.find(t, p.ObjectSelector, p.Name)
 		if err != nil {
 			return nil, fmt.Errorf("patches[%d]: %w", i, err)
 		}
-		if err := mergePatch(objs[0], p.Patch); err != nil {
-			return nil, fmt.Errorf("patches[%d]: %s: %w", i, RefOf(objs[0]), err)
+		if err := mergePatch(obj, p.Patch); err != nil {
+			return nil, fmt.Errorf("patches[%d]: %s: %w", i, RefOf(obj), err)
 		}
 	}
 	if opts.Store != nil {
@@ -214,9 +215,9 @@ func resolve(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
-// find returns the objects a selector names with name: one, or an error
-// saying why there is none or more than one.
-func (s *Scenario) find(t *Test, sel ObjectSelector, name string) ([]*unstructured.Unstructured, error) {
+// find returns the one object a selector names with name, or an error saying
+// why there is none or more than one.
+func (s *Scenario) find(t *Test, sel ObjectSelector, name string) (*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
 	for _, o := range s.Objects {
 		if o.GetKind() != sel.Kind || o.GetName() != name || (sel.APIVersion != "" && o.GetAPIVersion() != sel.APIVersion) {
@@ -240,7 +241,7 @@ func (s *Scenario) find(t *Test, sel ObjectSelector, name string) ([]*unstructur
 	case len(out) > 1:
 		return nil, fmt.Errorf("%d objects are %s: give apiVersion", len(out), what)
 	}
-	return out, nil
+	return out[0], nil
 }
 
 func mergePatch(u *unstructured.Unstructured, patch map[string]any) error {
@@ -257,7 +258,7 @@ func mergePatch(u *unstructured.Unstructured, patch map[string]any) error {
 		return fmt.Errorf("merge patch: %w", err)
 	}
 	obj := map[string]any{}
-	if err := json.Unmarshal(merged, &obj); err != nil {
+	if err := utiljson.Unmarshal(merged, &obj); err != nil {
 		return fmt.Errorf("decode patched: %w", err)
 	}
 	u.Object = obj
@@ -326,12 +327,12 @@ func runTest(t *Test, opts Options, models modelCache) (verdicts, unchecked []Ve
 	checked := map[verdictKey]bool{}
 	for i, r := range t.Results {
 		for _, name := range r.names() {
-			objs, err := s.find(t, r.ObjectSelector, name)
+			obj, err := s.find(t, r.ObjectSelector, name)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("results[%d]: %v", i, err))
 				continue
 			}
-			ref := RefOf(objs[0])
+			ref := RefOf(obj)
 			key := verdictKey{ref, r.Model, r.Duty}
 			if checked[key] {
 				problems = append(problems, fmt.Sprintf("results[%d]: a second result for %s %s/%s", i, ref, r.Model, r.Duty))

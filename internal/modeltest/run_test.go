@@ -341,3 +341,27 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestNumbersAreIntegers: integers of a file, and of a patch, reach the
+// rules as int, as they do from the API server (client-go decodes them as
+// int64), not as the double a plain JSON decoder makes of them.
+func TestNumbersAreIntegers(t *testing.T) {
+	intModel := strings.Replace(model, "object.spec.?instances.orValue(1) >= 2", "type(object.spec.instances) == int && lists.range(object.spec.instances).size() >= 2", 1)
+	for name, patch := range map[string]string{
+		"from the file":  "",
+		"from the patch": "patches:\n- {kind: Cluster, name: three, patch: {spec: {instances: 4}}}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"model.yaml": intModel, "objects.yaml": objects, "test.yaml": header + patch +
+				"results:\n- {kind: Cluster, name: three, model: pg, duty: replicated, state: Met}\n"})
+			loaded, err := Load([]string{filepath.Join(dir, "test.yaml")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Run(loaded, Options{})
+			if p := r.Problems(false); len(p) > 0 {
+				t.Error(strings.Join(p, "\n"))
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -156,8 +157,16 @@ func ReadFile(path string) ([]*unstructured.Unstructured, error) {
 	}
 	var out []*unstructured.Unstructured
 	for i, doc := range docs {
+		// Decoded as client-go decodes what the API server sends (integers
+		// as int64, not float64), so that a rule sees the same values in a
+		// file as in the cluster: lists.range(object.spec.replicas) needs an
+		// int.
 		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, i+1, err)
+		}
+		if err := utiljson.Unmarshal(js, &u.Object); err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", path, i+1, err)
 		}
 		if len(u.Object) > 0 {
