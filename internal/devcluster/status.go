@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,7 +32,13 @@ func WriteStatus(ctx context.Context, c client.Client, objects []*unstructured.U
 		target.SetGroupVersionKind(o.GroupVersionKind())
 		target.SetNamespace(o.GetNamespace())
 		target.SetName(o.GetName())
-		if err := c.Status().Patch(ctx, target, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		err = c.Status().Patch(ctx, target, client.RawPatch(types.MergePatchType, patch))
+		if apierrors.IsNotFound(err) && c.Get(ctx, client.ObjectKeyFromObject(target), target) == nil {
+			// A kind without a status subresource (a Velero Schedule) stores
+			// the status with the object itself.
+			err = nil
+		}
+		if err != nil {
 			return fmt.Errorf("write status of %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}
 	}

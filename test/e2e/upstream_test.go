@@ -44,6 +44,36 @@ func TestUpstreamCorpusOnCRDs(t *testing.T) {
 		t.Error(p)
 	}
 	t.Logf("%d tests, %d results on objects stored by the API server", r.Tests, len(r.Verdicts))
+
+	// devcluster.Create writes a stated status whether or not the kind has a
+	// status subresource (a Velero Schedule has none).
+	for _, o := range []struct {
+		gvk  schema.GroupVersionKind
+		spec map[string]any
+	}{
+		{schema.GroupVersionKind{Group: "velero.io", Version: "v1", Kind: "Schedule"}, map[string]any{"schedule": "0 3 * * *", "template": map[string]any{}}},
+		{schema.GroupVersionKind{Group: "snapshot.storage.k8s.io", Version: "v1", Kind: "VolumeSnapshot"}, map[string]any{"source": map[string]any{"persistentVolumeClaimName": "data"}}},
+	} {
+		gvk := o.gvk
+		obj := &unstructured.Unstructured{Object: map[string]any{"spec": o.spec, "status": map[string]any{"phase": "Enabled", "readyToUse": true}}}
+		obj.SetGroupVersionKind(gvk)
+		obj.SetNamespace("status-written")
+		obj.SetName("with-status")
+		if err := store.ensureNamespace("status-written"); err != nil {
+			t.Fatal(err)
+		}
+		if err := devcluster.Create(store.ctx, c, obj); err != nil {
+			t.Fatalf("create %s with a status: %v", gvk.Kind, err)
+		}
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(gvk)
+		if err := c.Get(store.ctx, client.ObjectKeyFromObject(obj), got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Object["status"] == nil {
+			t.Errorf("%s: the stated status was not written", gvk.Kind)
+		}
+	}
 }
 
 // apiStore creates a test's objects in the API server and reads them back.
