@@ -1,10 +1,8 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -211,34 +209,22 @@ func countDuties(rm *v1alpha1.ResponsibilityModel) int {
 type oracle struct {
 	models     []*evaluate.Model
 	namespaces map[string]map[string]any
-	// related objects by kind and namespace, sorted by name
-	related map[schema.GroupVersionKind]map[string][]map[string]any
+	// related lists the related objects, as the operator's cache does.
+	related evaluate.RelatedLister
 }
 
 func newOracle(models []*v1alpha1.ResponsibilityModel, namespaces map[string]map[string]any, workloads []*workload) (*oracle, error) {
-	o := &oracle{namespaces: namespaces, related: map[schema.GroupVersionKind]map[string][]map[string]any{}}
+	o := &oracle{namespaces: namespaces}
 	if err := o.setModels(models); err != nil {
 		return nil, err
 	}
+	var related []*unstructured.Unstructured
 	for _, w := range workloads {
-		if w.related == nil {
-			continue
-		}
-		gvk, ns := w.related.GroupVersionKind(), w.related.GetNamespace()
-		if o.related[gvk] == nil {
-			o.related[gvk] = map[string][]map[string]any{}
-		}
-		o.related[gvk][ns] = append(o.related[gvk][ns], w.related.Object)
-	}
-	for _, byNamespace := range o.related {
-		for _, objs := range byNamespace {
-			slices.SortFunc(objs, func(a, b map[string]any) int {
-				an, _, _ := unstructured.NestedString(a, "metadata", "name")
-				bn, _, _ := unstructured.NestedString(b, "metadata", "name")
-				return cmp.Compare(an, bn)
-			})
+		if w.related != nil {
+			related = append(related, w.related)
 		}
 	}
+	o.related = evaluate.ListerOf(related)
 	return o, nil
 }
 
@@ -271,13 +257,7 @@ func (o *oracle) want(obj *unstructured.Unstructured) uint64 {
 
 // desired returns the annotations and labels the operator must write.
 func (o *oracle) desired(obj *unstructured.Unstructured) (annotations, labels map[string]string) {
-	gvk := obj.GroupVersionKind()
-	ns := o.namespaces[obj.GetNamespace()]
-	matched := evaluate.Match(o.models, gvk, obj.GetLabels(), ns, true)
-	// The lister never fails, so neither does RelatedInput.
-	related, _, _ := evaluate.RelatedInput(matched, obj.GetNamespace(), func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
-		return o.related[gvk][ns], true, nil
-	})
-	res := evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: obj.Object, Namespace: ns, Related: related})
+	// The lister never fails and is always complete.
+	res, _, _ := evaluate.EvaluateWorkload(o.models, obj, o.namespaces[obj.GetNamespace()], o.related)
 	return res.Annotations, res.Labels
 }

@@ -1,8 +1,11 @@
 package evaluate
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -44,4 +47,40 @@ func RelatedInput(matched []*Model, namespace string, list RelatedLister) (relat
 		}
 	}
 	return related, true, nil
+}
+
+// EvaluateWorkload evaluates one object as the operator does: the models
+// that match its kind, labels and namespace (nsObj, its Namespace object; nil
+// for a cluster-scoped object), with the related objects they read listed
+// through list. complete is false, and nothing is evaluated, while list
+// cannot know a related kind yet. The operator, its benchmark's oracle and
+// the tests that predict its writes all evaluate through this one function.
+func EvaluateWorkload(models []*Model, obj *unstructured.Unstructured, nsObj map[string]any, list RelatedLister) (res Result, complete bool, err error) {
+	gvk, ns := obj.GroupVersionKind(), obj.GetNamespace()
+	matched := Match(models, gvk, obj.GetLabels(), nsObj, ns != "")
+	related, complete, err := RelatedInput(matched, ns, list)
+	if err != nil || !complete {
+		return Result{}, complete, err
+	}
+	return Evaluate(matched, Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related}), true, nil
+}
+
+// ListerOf is a RelatedLister over a fixed set of objects, which never
+// fails and is always complete: the objects of a kind in a namespace,
+// sorted by name as the operator's cache lists them.
+func ListerOf(objects []*unstructured.Unstructured) RelatedLister {
+	type kindIn struct {
+		gvk       schema.GroupVersionKind
+		namespace string
+	}
+	sorted := slices.Clone(objects)
+	slices.SortStableFunc(sorted, func(a, b *unstructured.Unstructured) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	index := map[kindIn][]map[string]any{}
+	for _, o := range sorted {
+		k := kindIn{o.GroupVersionKind(), o.GetNamespace()}
+		index[k] = append(index[k], o.Object)
+	}
+	return func(gvk schema.GroupVersionKind, namespace string) ([]map[string]any, bool, error) {
+		return index[kindIn{gvk, namespace}], true, nil
+	}
 }

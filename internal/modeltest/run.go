@@ -271,22 +271,12 @@ func mergePatch(u *unstructured.Unstructured, patch map[string]any) error {
 // and its related objects from the resources of its namespace.
 func (s *Scenario) Evaluate() map[ObjectRef]evaluate.Result {
 	namespaces := map[string]map[string]any{}
-	byKind := map[schema.GroupVersionKind]map[string][]map[string]any{}
-	objects := append([]*unstructured.Unstructured(nil), s.Objects...)
-	sort.SliceStable(objects, func(i, j int) bool { return objects[i].GetName() < objects[j].GetName() })
-	for _, o := range objects {
-		gvk := o.GroupVersionKind()
-		if isNamespace(gvk) {
+	for _, o := range s.Objects {
+		if isNamespace(o.GroupVersionKind()) {
 			namespaces[o.GetName()] = o.Object
 		}
-		if byKind[gvk] == nil {
-			byKind[gvk] = map[string][]map[string]any{}
-		}
-		byKind[gvk][o.GetNamespace()] = append(byKind[gvk][o.GetNamespace()], o.Object)
 	}
-	list := func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
-		return byKind[gvk][ns], true, nil
-	}
+	list := evaluate.ListerOf(s.Objects)
 	out := map[ObjectRef]evaluate.Result{}
 	for _, o := range s.Objects {
 		ns := o.GetNamespace()
@@ -294,14 +284,11 @@ func (s *Scenario) Evaluate() map[ObjectRef]evaluate.Result {
 		if ns != "" && nsObj == nil {
 			nsObj = map[string]any{"apiVersion": "v1", "kind": kindNamespace, "metadata": map[string]any{"name": ns}}
 		}
-		gvk := o.GroupVersionKind()
-		matched := evaluate.Match(s.Models, gvk, o.GetLabels(), nsObj, ns != "")
-		if len(matched) == 0 {
-			continue
+		// The lister never fails and is always complete.
+		res, _, _ := evaluate.EvaluateWorkload(s.Models, o, nsObj, list)
+		if len(res.Models) > 0 {
+			out[RefOf(o)] = res
 		}
-		// The lister never fails, so neither does RelatedInput.
-		related, _, _ := evaluate.RelatedInput(matched, ns, list)
-		out[RefOf(o)] = evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: o.Object, Namespace: nsObj, Related: related})
 	}
 	return out
 }

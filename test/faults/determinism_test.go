@@ -9,19 +9,11 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
-
-// knownNondeterministic are catalog duties whose message depends on an
-// iteration order; TestEvaluationIsDeterministic skips on them only. The
-// two found by TestKilledMidConvergence (object-storage's no-wildcard-grants
-// and lifecycle-rules-set) now sort their lists. Remove an entry when its
-// duty is fixed.
-var knownNondeterministic = map[string]string{}
 
 // TestEvaluationIsDeterministic evaluates every catalog model on every
 // sample, and on a tenant with two wildcard capabilities and two buckets
@@ -32,8 +24,7 @@ var knownNondeterministic = map[string]string{}
 // namespace) and makes the annotation flap.
 //
 // It fails when a duty's state or message changes between evaluations of
-// the same input, unless the duty is in knownNondeterministic, which makes
-// it skip with the bug.
+// the same input.
 func TestEvaluationIsDeterministic(t *testing.T) {
 	set, err := samples.Load(repoRoot())
 	if err != nil {
@@ -58,6 +49,11 @@ kind: ObjectBucketClaim
 metadata: {name: bucket-b, namespace: legacy}
 spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`))
 
+	all := make([]*unstructured.Unstructured, len(objs))
+	for i := range objs {
+		all[i] = objs[i].Unstructured
+	}
+	list := evaluate.ListerOf(all)
 	varying := map[string][]string{} // model/duty -> objects
 	for _, o := range objs {
 		ns := o.GetNamespace()
@@ -67,15 +63,7 @@ spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`))
 			continue
 		}
 		// The lister never fails, so neither does RelatedInput.
-		related, _, _ := evaluate.RelatedInput(matched, ns, func(gvk schema.GroupVersionKind, from string) ([]map[string]any, bool, error) {
-			var list []map[string]any
-			for _, r := range objs {
-				if r.GroupVersionKind() == gvk && r.GetNamespace() == from {
-					list = append(list, r.Object)
-				}
-			}
-			return list, true, nil
-		})
+		related, _, _ := evaluate.RelatedInput(matched, ns, list)
 		reversed := map[evaluate.RelatedSource][]map[string]any{}
 		for src, list := range related {
 			reversed[src] = slices.Clone(list)
@@ -99,27 +87,13 @@ spec: {storageClassName: s3, additionalConfig: {bucketOwner: owner}}`))
 			}
 		}
 	}
-	var unknown, known []string
+	var lines []string
 	for key, where := range varying {
-		line := key + ":\n    " + strings.Join(where, "\n    ")
-		if _, ok := knownNondeterministic[key]; ok {
-			known = append(known, line)
-		} else {
-			unknown = append(unknown, line)
-		}
+		lines = append(lines, key+":\n    "+strings.Join(where, "\n    "))
 	}
-	sort.Strings(unknown)
-	sort.Strings(known)
-	if len(unknown) > 0 {
-		t.Fatalf("the result of these duties depends on an iteration order:\n  %s", strings.Join(unknown, "\n  "))
-	}
-	for key := range knownNondeterministic {
-		if _, ok := varying[key]; !ok {
-			t.Errorf("%s no longer varies: remove it from knownNondeterministic", key)
-		}
-	}
-	if len(known) > 0 {
-		t.Skipf("BUG: the message of these catalog duties depends on an iteration order, so the operator rewrites unchanged objects (see knownNondeterministic):\n  %s", strings.Join(known, "\n  "))
+	sort.Strings(lines)
+	if len(lines) > 0 {
+		t.Fatalf("the result of these duties depends on an iteration order:\n  %s", strings.Join(lines, "\n  "))
 	}
 }
 

@@ -24,6 +24,8 @@ type world struct {
 	models     []*evaluate.Model
 	namespaces map[string]map[string]any
 	objects    map[schema.GroupVersionKind][]*unstructured.Unstructured
+	// related lists the objects, as the operator's cache does.
+	related evaluate.RelatedLister
 }
 
 // loadWorld reads the models and every object of the kinds in targets and
@@ -78,31 +80,24 @@ func loadWorld(ctx context.Context, c client.Client, targets []schema.GroupVersi
 			w.objects[gvk] = append(w.objects[gvk], u)
 		}
 	}
+	var all []*unstructured.Unstructured
+	for _, objs := range w.objects {
+		all = append(all, objs...)
+	}
+	w.related = evaluate.ListerOf(all)
 	return w, nil
 }
 
 // expect evaluates an object as the operator does: the models matching its
 // kind, labels and namespace, with the related objects they declare.
 func (w *world) expect(obj *unstructured.Unstructured) evaluate.Result {
-	gvk := obj.GroupVersionKind()
-	ns := obj.GetNamespace()
 	var nsObj map[string]any
-	if ns != "" {
+	if ns := obj.GetNamespace(); ns != "" {
 		nsObj = w.namespaces[ns]
 	}
-	matched := evaluate.Match(w.models, gvk, obj.GetLabels(), nsObj, ns != "")
-	// The lister never fails, so neither does RelatedInput. The API server
-	// lists by name, as the operator sorts related lists.
-	related, _, _ := evaluate.RelatedInput(matched, ns, func(gvk schema.GroupVersionKind, from string) ([]map[string]any, bool, error) {
-		var objs []map[string]any
-		for _, r := range w.objects[gvk] {
-			if r.GetNamespace() == from {
-				objs = append(objs, r.Object)
-			}
-		}
-		return objs, true, nil
-	})
-	return evaluate.Evaluate(matched, evaluate.Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related})
+	// The lister never fails and is always complete.
+	res, _, _ := evaluate.EvaluateWorkload(w.models, obj, nsObj, w.related)
+	return res
 }
 
 // mismatch says how an object's operator-owned metadata differs from the

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// converge starts the operator, applies the models and waits until every
+// workload carries its final annotations.
+func (b *bench) converge(ctx context.Context, r *Results) error {
+	step("starting the operator")
+	if err := b.startOperator(ctx); err != nil {
+		return err
+	}
+	for _, w := range b.workloads {
+		b.tracker.expect(w.key(), b.oracle.want(w.obj), time.Time{})
+	}
+	before, err := b.apiWrites(ctx)
+	if err != nil {
+		return err
+	}
+	transitions := b.tracker.transitionCount()
+	step("applying %d models with 5 duties each", len(b.models))
+	b.tracker.first()
+	start := time.Now()
+	for _, m := range b.models {
+		if err := b.c.Create(ctx, m.DeepCopy()); err != nil {
+			return fmt.Errorf("create model %s: %w", m.Name, err)
+		}
+	}
+	serverProfiled := b.profileServer(ctx, "converge")
+	profiled := make(chan error, 1)
+	if b.o.cpuProfile != "" {
+		go func() {
+			profiled <- saveProfile(ctx, b.pprofPort, "profile?seconds=10", b.o.cpuProfile)
+		}()
+	} else {
+		profiled <- nil
+	}
+	last, err := b.tracker.wait(ctx, b.timeout())
+	if err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
+		return err
+	}
+	if err := <-serverProfiled; err != nil {
+		return err
+	}
+	r.Converge.Seconds = last.Sub(start).Seconds()
+	r.Converge.Ratio = r.Converge.Seconds / r.Baseline.Seconds
+	r.Converge.RatioToAgain = r.Converge.Seconds / r.Baseline.AgainSeconds
+	r.Converge.FirstWriteSeconds = b.tracker.first().Sub(start).Seconds()
+	step("converged in %.2fs (%.2f × baseline, %.2f × baseline again); the first object was done after %.2fs", r.Converge.Seconds, r.Converge.Ratio, r.Converge.RatioToAgain, r.Converge.FirstWriteSeconds)
+	if err := b.settle(ctx, 0); err != nil {
+		return err
+	}
+	after, err := b.apiWrites(ctx)
+	if err != nil {
+		return err
+	}
+	if b.o.heapProfile != "" {
+		if err := saveProfile(ctx, b.pprofPort, "heap?gc=1", b.o.heapProfile); err != nil {
+			return err
+		}
+	}
+	if f, err := b.operator.Metrics(ctx); err == nil {
+		r.Converge.OperatorCPUSeconds = f.Sum("process_cpu_seconds_total", nil)
+		r.Converge.Reconciles = int(f.Sum("controller_runtime_reconcile_total", map[string]string{"controller": "workload"}))
+		r.Converge.MeanReconcileMs = 1000 * f.Mean("controller_runtime_reconcile_time_seconds", map[string]string{"controller": "workload"})
+		r.Converge.MeanApplyMs = 1000 * f.Mean("responsibility_apply_duration_seconds", nil)
+		r.Converge.MeanEvaluationMs = 1000 * f.Mean("responsibility_evaluation_duration_seconds", nil)
+		step("mean reconcile %.1fms, of which apply %.1fms and evaluation %.2fms",
+			r.Converge.MeanReconcileMs, r.Converge.MeanApplyMs, r.Converge.MeanEvaluationMs)
+	}
+	r.Converge.WritesPerObject = after.sub(before).targets / float64(len(b.workloads))
+	r.Converge.ServerApplyMs = after.sub(before).meanApplyMs()
+	r.Converge.ServerCPUSeconds = after.sub(before).cpuSeconds
+	r.Converge.EtcdCPUSeconds = after.sub(before).etcdCPUSeconds
+	step("the server's mean apply %.1fms; CPU: API server %.1fs, etcd %.1fs, operator %.1fs (from its start)",
+		r.Converge.ServerApplyMs, r.Converge.ServerCPUSeconds, r.Converge.EtcdCPUSeconds, r.Converge.OperatorCPUSeconds)
+	r.Converge.EventsCreated = after.sub(before).events
+	r.Converge.OtherWrites = after.sub(before).all - after.sub(before).targets - after.sub(before).events
+	r.Converge.Transitions = b.tracker.transitionCount() - transitions
+	step("first convergence: %.3f writes per object, %d reconciles, %d events for %d transitions, %d other writes (models, reports, leases), %d reads",
+		r.Converge.WritesPerObject, r.Converge.Reconciles, int(r.Converge.EventsCreated), r.Converge.Transitions, int(r.Converge.OtherWrites), int(after.sub(before).reads))
+	step("other writes: %s", after.sub(before).others(b.gvrs))
+	return nil
+}

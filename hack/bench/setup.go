@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
+)
+
+// setUp creates the namespaces, the workloads and their related objects,
+// and starts watching the workloads.
+func (b *bench) setUp(ctx context.Context) error {
+	var err error
+	if b.workloads, err = generate(b.o.root, b.o.n, b.o.namespaces); err != nil {
+		return err
+	}
+	if b.models, err = benchModels(b.o.root); err != nil {
+		return err
+	}
+	namespaces := map[string]map[string]any{}
+	for i := range b.o.namespaces {
+		ns := &unstructured.Unstructured{}
+		ns.SetAPIVersion("v1")
+		ns.SetKind("Namespace")
+		ns.SetName(namespaceName(i))
+		if err := b.c.Create(ctx, ns); err != nil {
+			return fmt.Errorf("create namespace: %w", err)
+		}
+		namespaces[ns.GetName()] = ns.Object
+	}
+	var objs []*unstructured.Unstructured
+	for _, w := range b.workloads {
+		if w.related != nil {
+			objs = append(objs, w.related)
+		}
+		objs = append(objs, w.obj)
+	}
+	step("creating %d workloads and %d related objects in %d namespaces", len(b.workloads), len(objs)-len(b.workloads), b.o.namespaces)
+	start := time.Now()
+	if err := parallel(ctx, b.o.concurrency, len(objs), func(i int) error {
+		if err := devcluster.Create(ctx, b.c, objs[i]); err != nil {
+			return fmt.Errorf("create %s %s/%s: %w", objs[i].GetKind(), objs[i].GetNamespace(), objs[i].GetName(), err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	step("created in %.1fs (%.0f/s)", time.Since(start).Seconds(), float64(len(objs))/time.Since(start).Seconds())
+	if b.oracle, err = newOracle(b.models, namespaces, b.workloads); err != nil {
+		return err
+	}
+	b.gvrs = map[schema.GroupVersionResource]schema.GroupVersionKind{}
+	for i := range kinds {
+		gvk := b.workloads[i].obj.GroupVersionKind()
+		m, err := b.c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("map %s: %w", gvk, err)
+		}
+		b.gvrs[m.Resource] = gvk
+	}
+	return b.tracker.start(ctx, b.dyn, b.gvrs)
+}
