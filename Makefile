@@ -87,7 +87,7 @@ test-unit: ## Run only the unit tests (no control plane), the catalog's tests an
 # Fuzz by count, not time: a time-boxed run can fail spuriously on Go 1.26
 # (golang/go#75804). A failing input lands in internal/evaluate/testdata/fuzz.
 FUZZ_TARGETS ?= FuzzEvaluate FuzzProjection FuzzParseDuties FuzzCompileRule FuzzWriteJSONString
-CONTROLLER_FUZZ_TARGETS ?= FuzzProjectingDecoder
+WATCH_FUZZ_TARGETS ?= FuzzProjectingDecoder
 FUZZ_EXECS ?= 2000
 
 .PHONY: test-fuzz
@@ -95,8 +95,8 @@ test-fuzz: ## Fuzz rule evaluation, annotation parsing and the watch decoder bri
 	for target in $(FUZZ_TARGETS); do \
 		go test ./internal/evaluate/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
 	done
-	for target in $(CONTROLLER_FUZZ_TARGETS); do \
-		go test ./internal/controller/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
+	for target in $(WATCH_FUZZ_TARGETS); do \
+		go test ./internal/watch/ -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZ_EXECS)x -fuzzminimizetime 50x -parallel 1 || exit 1; \
 	done
 
 .PHONY: test-models

@@ -232,6 +232,15 @@ type ResponsibilityModelStatus struct {
 	// +optional
 	UnmetObjects int32 `json:"unmetObjects"`
 
+	// FailedObjects counts the matched objects whose annotations the API
+	// server refused to write (too large once annotated, an admission policy,
+	// a webhook): their duty states are not counted above. The Ready
+	// condition's message names one and the error; the operator retries each
+	// with backoff, at least every five minutes, and an ApplyFailed event on
+	// the object says why.
+	// +optional
+	FailedObjects int32 `json:"failedObjects,omitempty"`
+
 	// Duties counts the states of each duty over the matched objects.
 	// +listType=map
 	// +listMapKey=name

@@ -20,6 +20,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
 	"github.com/responsibility-operator/responsibility-operator/internal/memlimit"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
 
@@ -112,7 +113,7 @@ func run() error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	// The cache keeps of each watched object only what the models read.
-	projections := controller.NewProjections()
+	projections := watch.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -125,7 +126,7 @@ func run() error {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		NewCache:                      controller.NewCache(projections, controller.WatchOptions{Compression: watchCompression}),
+		NewCache:                      watch.NewCache(projections, watch.WatchOptions{Compression: watchCompression}),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    webhookHost,
 			Port:    webhookPort,

@@ -62,7 +62,7 @@ func (a *RESTApplier) ApplyMetadata(ctx context.Context, gvk schema.GroupVersion
 	if err != nil {
 		return "", err
 	}
-	body, err := rc.Patch(types.ApplyPatchType).
+	result := rc.Patch(types.ApplyPatchType).
 		NamespaceIfScoped(namespace, mapping.Scope.Name() == meta.RESTScopeNameNamespace).
 		Resource(mapping.Resource.Resource).
 		Name(name).
@@ -70,9 +70,12 @@ func (a *RESTApplier) ApplyMetadata(ctx context.Context, gvk schema.GroupVersion
 		Param("force", "true").
 		SetHeader("Accept", metadataOnly).
 		Body(patch).
-		Do(ctx).
-		Raw()
+		Do(ctx)
+	body, err := result.Raw()
 	if err != nil {
+		// Raw's error is the status code's generic text; Error reads the
+		// API server's Status, with its reason and message.
+		err = result.Error()
 		return "", fmt.Errorf("apply to %s %s/%s: %w", gvk.Kind, namespace, name, err)
 	}
 	var applied struct {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
 // writtenByOperator reports whether the operator's field manager owns any
@@ -409,6 +410,7 @@ func (f *faultInjector) counts(namespace, name string) (attempts, injected int) 
 func faultResponse(req *http.Request, code int) *http.Response {
 	reason := map[int]metav1.StatusReason{
 		http.StatusConflict:            metav1.StatusReasonConflict,
+		http.StatusUnprocessableEntity: metav1.StatusReasonInvalid,
 		http.StatusTooManyRequests:     metav1.StatusReasonTooManyRequests,
 		http.StatusInternalServerError: metav1.StatusReasonInternalError,
 		http.StatusServiceUnavailable:  metav1.StatusReasonServiceUnavailable,
@@ -545,7 +547,7 @@ func TestApplyFaultsAreRetried(t *testing.T) {
 		v, _ := metricValue(t, "responsibility_applies_total", map[string]string{"kind": "Dragonfly", "result": result})
 		return v
 	}
-	successBefore, errorBefore := applies(applySuccess), applies(applyError)
+	successBefore, errorBefore := applies(metrics.ApplySuccess), applies(metrics.ApplyError)
 
 	f, objs := applyFaultScenario(t, "faults-cache", codes...)
 
@@ -568,10 +570,10 @@ func TestApplyFaultsAreRetried(t *testing.T) {
 	}
 	waitEventCounts(t, want)
 	// Every object written twice; only the 500s reach the reconciler as errors.
-	if d := applies(applySuccess) - successBefore; d != float64(2*total) {
+	if d := applies(metrics.ApplySuccess) - successBefore; d != float64(2*total) {
 		t.Errorf("applies_total{result=success} grew by %v, want %d", d, 2*total)
 	}
-	if d := applies(applyError) - errorBefore; d != float64(2*len(objs[http.StatusInternalServerError])) {
+	if d := applies(metrics.ApplyError) - errorBefore; d != float64(2*len(objs[http.StatusInternalServerError])) {
 		t.Errorf("applies_total{result=error} grew by %v, want %d", d, 2*len(objs[http.StatusInternalServerError]))
 	}
 }

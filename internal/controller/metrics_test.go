@@ -6,16 +6,17 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
 // metricValue reads one series from controller-runtime's registry, as a
 // scrape would; ok is false when the series does not exist.
 func metricValue(t *testing.T, name string, labels map[string]string) (value float64, ok bool) {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
+	families, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
 	}
@@ -72,7 +73,7 @@ func TestMetricsScenario(t *testing.T) {
 		return v
 	}
 	applies := func() float64 {
-		v, _ := metricValue(t, "responsibility_applies_total", map[string]string{"kind": "Cluster", "result": applySuccess})
+		v, _ := metricValue(t, "responsibility_applies_total", map[string]string{"kind": "Cluster", "result": metrics.ApplySuccess})
 		return v
 	}
 	unmetBefore, metBefore, appliesBefore := count(v1alpha1.EventCustomerDutyUnmet), count(v1alpha1.EventCustomerDutyMet), applies()

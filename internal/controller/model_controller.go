@@ -3,16 +3,11 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -24,6 +19,10 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/ledger"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 const (
@@ -57,15 +56,18 @@ type ModelReconciler struct {
 	Client   client.Client
 	Cache    client.Reader
 	Resolver *Resolver
-	Registry *Registry
-	Tally    *Tally
-	Watcher  *Watcher
+	Registry *registry.Registry
+	Tally    *ledger.Tally
+	Watcher  *watch.Watcher
 	Events   *EventEmitter
-	Metrics  *Metrics
+	Metrics  *metrics.Metrics
 	// Written tells which remaining claims on an object are the operator's.
-	Written *Written
+	Written *ledger.Written
 	// ExcludedNamespaces are never written, so never waited for.
 	ExcludedNamespaces sets.Set[string]
+	// Reports, when set, are waited for by a deleting model's finalizer
+	// until no policy report lists the model.
+	Reports ReportsCleared
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
@@ -77,10 +79,18 @@ type ModelReconciler struct {
 	settled     atomic.Bool
 	// crdEpoch counts CRD changes; a resolution older than the epoch is redone.
 	crdEpoch uint64
-	// crdChanged is when a CRD last changed.
-	crdChanged time.Time
+	// crdChanged is when a CRD of each API group last changed.
+	crdChanged map[string]time.Time
+	// cleanedAt is when a deleting model's annotations were found removed.
+	cleanedAt map[string]time.Time
 	// statusWritten is when each model's status was last written.
 	statusWritten map[string]time.Time
+}
+
+// ReportsCleared says whether the policy reports still list a model
+// (ReportReconciler).
+type ReportsCleared interface {
+	Cleared(ctx context.Context, model string, since time.Time) (bool, error)
 }
 
 type compiledModel struct {
@@ -91,13 +101,39 @@ type compiledModel struct {
 	epoch      uint64
 }
 
-// CRDChanged invalidates every cached resolution: a kind may have appeared
-// or gone.
-func (r *ModelReconciler) CRDChanged() {
+// CRDChanged invalidates every cached resolution: a kind of group may have
+// appeared or gone. For crdSettleWindow, the models that need a kind of
+// the group are resolved again every crdSettleRetry: discovery serves a new
+// CRD a moment after its create (and even its Established) event, and stops
+// serving a deleted one a moment after its delete event, and no further
+// event says when.
+func (r *ModelReconciler) CRDChanged(group string) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.crdEpoch++
-	r.crdChanged = time.Now()
-	r.mu.Unlock()
+	if r.crdChanged == nil {
+		r.crdChanged = map[string]time.Time{}
+	}
+	now := time.Now()
+	r.crdChanged[group] = now
+	for g, at := range r.crdChanged {
+		if now.Sub(at) > crdSettleWindow {
+			delete(r.crdChanged, g)
+		}
+	}
+}
+
+// settling reports whether a CRD of a group the model needs changed less
+// than crdSettleWindow ago.
+func (r *ModelReconciler) settling(spec *v1alpha1.ResponsibilityModelSpec) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, need := range kindsOf(spec) {
+		if at, ok := r.crdChanged[need.gvk.Group]; ok && time.Since(at) < crdSettleWindow {
+			return true
+		}
+	}
+	return false
 }
 
 // Reconcile brings one model's registry entry, watches and status up to date.
@@ -154,10 +190,15 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, err
 	}
 	res := reconcile.Result{RequeueAfter: statusWait}
-	if !cm.res.ok() {
-		if retry := r.unresolvedRetry(); res.RequeueAfter == 0 || retry < res.RequeueAfter {
-			res.RequeueAfter = retry
-		}
+	retry := time.Duration(0)
+	switch {
+	case r.settling(&rm.Spec):
+		retry = crdSettleRetry
+	case !cm.res.ok():
+		retry = unresolvedRetry
+	}
+	if retry > 0 && (res.RequeueAfter == 0 || retry < res.RequeueAfter) {
+		res.RequeueAfter = retry
 	}
 	return res, nil
 }
@@ -223,17 +264,6 @@ func (r *ModelReconciler) Settled(ctx context.Context) bool {
 	return true
 }
 
-// unresolvedRetry is when to re-resolve a model whose kinds are missing:
-// soon while a CRD change is settling, rarely otherwise.
-func (r *ModelReconciler) unresolvedRetry() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.crdChanged) < crdSettleWindow {
-		return crdSettleRetry
-	}
-	return unresolvedRetry
-}
-
 // compile compiles and resolves a model, once per generation and CRD epoch.
 // An invalid new generation leaves the last valid one in the registry, so a
 // typo never strips the annotations from every workload.
@@ -256,7 +286,7 @@ func (r *ModelReconciler) compile(ctx context.Context, rm *v1alpha1.Responsibili
 		}
 		cm.epoch = epoch - 1 // force resolution below
 	}
-	if cm.epoch != epoch || !cm.res.ok() {
+	if cm.epoch != epoch || !cm.res.ok() || r.settling(&rm.Spec) {
 		res, err := r.Resolver.Resolve(ctx, kindsOf(&rm.Spec))
 		if err != nil {
 			return cm, err
@@ -294,254 +324,6 @@ func (r *ModelReconciler) fanOut(ctx context.Context, models ...*evaluate.Model)
 			}
 		}
 	}
-}
-
-// forget drops a model that is gone (its finalizer was removed elsewhere).
-func (r *ModelReconciler) forget(ctx context.Context, name string) error {
-	r.mu.Lock()
-	delete(r.compiled, name)
-	delete(r.statusWritten, name)
-	r.mu.Unlock()
-	r.Metrics.ModelReady.DeleteLabelValues(name)
-	if prev := r.Registry.Delete(name); prev != nil {
-		r.fanOut(ctx, prev)
-	}
-	return r.collectWatches(ctx)
-}
-
-// finalize removes a deleting model from the registry, re-evaluates its
-// objects (which drops its annotations) and removes the finalizer once no
-// cached object still names the model.
-func (r *ModelReconciler) finalize(ctx context.Context, rm *v1alpha1.ResponsibilityModel) (reconcile.Result, error) {
-	if !controllerutil.ContainsFinalizer(rm, v1alpha1.Finalizer) {
-		return reconcile.Result{}, nil
-	}
-	if prev := r.Registry.Delete(rm.Name); prev != nil {
-		r.fanOut(ctx, prev)
-	}
-	pending, err := r.pendingCleanup(ctx, rm)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if pending > 0 {
-		log.FromContext(ctx).V(1).Info("waiting for annotations to be removed", "model", rm.Name, "objects", pending)
-		return reconcile.Result{RequeueAfter: cleanupRetry}, nil
-	}
-	patch := client.MergeFrom(rm.DeepCopy())
-	controllerutil.RemoveFinalizer(rm, v1alpha1.Finalizer)
-	if err := r.Client.Patch(ctx, rm, patch); err != nil && !apierrors.IsNotFound(err) {
-		return reconcile.Result{}, fmt.Errorf("remove finalizer of %s: %w", rm.Name, err)
-	}
-	r.mu.Lock()
-	delete(r.compiled, rm.Name)
-	r.mu.Unlock()
-	return reconcile.Result{}, r.collectWatches(ctx)
-}
-
-// pendingCleanup counts cached objects of the model's target kinds that still
-// name it. A kind that is not watched (after a restart) is watched first, and
-// its objects are re-evaluated once its cache has synced.
-func (r *ModelReconciler) pendingCleanup(ctx context.Context, rm *v1alpha1.ResponsibilityModel) (int, error) {
-	pending := 0
-	for _, need := range kindsOf(&rm.Spec) {
-		gvk := need.gvk
-		if !r.isTargetOf(rm, gvk) {
-			continue
-		}
-		if _, err := r.Resolver.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			continue // not served: no object can carry the annotations
-		}
-		if !r.Watcher.Watched(gvk) {
-			// Only the models annotation is read.
-			if err := r.Watcher.Ensure(ctx, gvk, nil); err != nil {
-				return 0, err
-			}
-		}
-		if !r.Watcher.Synced(gvk) {
-			pending++
-			continue
-		}
-		n, err := r.countNaming(ctx, gvk, rm.Name)
-		if err != nil {
-			return 0, err
-		}
-		if n > 0 {
-			if err := r.Watcher.EnqueueKind(gvk, ""); err != nil {
-				return 0, err
-			}
-		}
-		pending += n
-	}
-	return pending, nil
-}
-
-func (r *ModelReconciler) isTargetOf(rm *v1alpha1.ResponsibilityModel, gvk schema.GroupVersionKind) bool {
-	for _, t := range rm.Spec.Targets {
-		if t.APIVersion == gvk.GroupVersion().String() && t.Kind == gvk.Kind {
-			return true
-		}
-	}
-	return false
-}
-
-// countNaming counts cached objects of a kind whose models annotation names a model.
-func (r *ModelReconciler) countNaming(ctx context.Context, gvk schema.GroupVersionKind, model string) (int, error) {
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := r.Cache.List(ctx, list); err != nil {
-		return 0, fmt.Errorf("list cached %s: %w", gvk, err)
-	}
-	n := 0
-	for i := range list.Items {
-		obj := &list.Items[i]
-		if r.ExcludedNamespaces.Has(obj.GetNamespace()) {
-			continue // never written, so never the operator's to clean
-		}
-		key := WorkloadKey{GVK: gvk, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-		if r.Written.Disowns(key, model) {
-			continue // evaluated since: what names the model is a tenant's forgery
-		}
-		for _, name := range modelsOf(obj) {
-			if name == model || model == "" {
-				n++
-				break
-			}
-		}
-	}
-	return n, nil
-}
-
-// collectWatches stops watching kinds that no installed model needs, once no
-// cached object of the kind carries the operator's annotations any more.
-func (r *ModelReconciler) collectWatches(ctx context.Context) error {
-	needed := r.Registry.Kinds()
-	for _, gvk := range r.Watcher.WatchedKinds() {
-		if needed[gvk] || !r.Watcher.Synced(gvk) {
-			continue
-		}
-		n, err := r.countNaming(ctx, gvk, "")
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			continue
-		}
-		if err := r.Watcher.Stop(ctx, gvk); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// statusCountsInterval is the least time between two status writes of a
-// model that change nothing but its counts. While thousands of objects
-// converge the counts move every second, and each write of a catalog model
-// (tens of KiB, decoded, patched, validated and stored) costs the API server
-// what a few dozen workload applies do; a condition or generation change is
-// written at once.
-const statusCountsInterval = 5 * time.Second
-
-// updateStatus writes conditions and counts, only when they changed. A change
-// of the counts alone waits until statusCountsInterval has passed since the
-// model's last status write: it returns how long, and writes nothing.
-func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel) (time.Duration, error) {
-	before := rm.Status.DeepCopy()
-	st := &rm.Status
-	st.ObservedGeneration = rm.Generation
-	st.TargetKinds = strings.Join(rm.Spec.TargetKinds(), ",")
-	st.MatchedObjects, st.UnmetObjects, st.Duties = r.Tally.Counts(rm.Name)
-
-	setCondition(st, rm.Generation, v1alpha1.ConditionRulesValid, cm.err == nil, v1alpha1.ReasonRulesCompiled, "Every rule compiles.",
-		v1alpha1.ReasonRuleInvalid, truncate(errString(cm.err), maxConditionMessage))
-	setCondition(st, rm.Generation, v1alpha1.ConditionTargetsResolved, cm.res.ok(), v1alpha1.ReasonResolved,
-		"Every target and related kind is served and permitted.", cm.res.reason, cm.res.message)
-
-	switch {
-	case cm.err != nil:
-		setCondition(st, rm.Generation, v1alpha1.ConditionReady, false, "", "", v1alpha1.ReasonRuleInvalid,
-			servingMessage(r.Registry.Get(rm.Name), "A rule does not compile; see the RulesValid condition."))
-	case !cm.res.ok():
-		setCondition(st, rm.Generation, v1alpha1.ConditionReady, false, "", "", cm.res.reason,
-			"Applied to the resolved kinds only; see the TargetsResolved condition.")
-	default:
-		setCondition(st, rm.Generation, v1alpha1.ConditionReady, true, v1alpha1.ReasonApplied,
-			fmt.Sprintf("Applied to %d object(s), %d with unmet duties.", st.MatchedObjects, st.UnmetObjects), "", "")
-	}
-	ready := 0.0
-	if meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
-		ready = 1
-	}
-	r.Metrics.ModelReady.WithLabelValues(rm.Name).Set(ready)
-	if equality.Semantic.DeepEqual(before, st) {
-		return 0, nil
-	}
-	now := time.Now()
-	r.mu.Lock()
-	last := r.statusWritten[rm.Name]
-	r.mu.Unlock()
-	if wait := statusCountsInterval - now.Sub(last); wait > 0 && countsOnly(before, st) {
-		return wait, nil
-	}
-	patch := client.MergeFrom(&v1alpha1.ResponsibilityModel{ObjectMeta: metav1.ObjectMeta{Name: rm.Name}, Status: *before})
-	if err := r.Client.Status().Patch(ctx, rm, patch); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("update status of %s: %w", rm.Name, err)
-	}
-	r.mu.Lock()
-	if r.statusWritten == nil {
-		r.statusWritten = map[string]time.Time{}
-	}
-	r.statusWritten[rm.Name] = now
-	r.mu.Unlock()
-	return 0, nil
-}
-
-// countsOnly reports whether two statuses differ in nothing but the counts
-// and the Ready condition's message, which states them.
-func countsOnly(before, after *v1alpha1.ResponsibilityModelStatus) bool {
-	a := after.DeepCopy()
-	a.MatchedObjects, a.UnmetObjects, a.Duties = before.MatchedObjects, before.UnmetObjects, before.Duties
-	if ready := meta.FindStatusCondition(a.Conditions, v1alpha1.ConditionReady); ready != nil {
-		if was := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionReady); was != nil {
-			ready.Message = was.Message
-		}
-	}
-	return equality.Semantic.DeepEqual(before, a)
-}
-
-func servingMessage(active *evaluate.Model, msg string) string {
-	if active == nil {
-		return msg + " No generation of the model is applied."
-	}
-	return fmt.Sprintf("%s Generation %d stays applied.", msg, active.Generation)
-}
-
-func setCondition(st *v1alpha1.ResponsibilityModelStatus, generation int64, condType string, ok bool, okReason, okMessage, failReason, failMessage string) {
-	c := metav1.Condition{Type: condType, ObservedGeneration: generation, Status: metav1.ConditionTrue, Reason: okReason, Message: okMessage}
-	if !ok {
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, failReason, failMessage
-	}
-	meta.SetStatusCondition(&st.Conditions, c)
-}
-
-// maxConditionMessage keeps condition messages readable and far below the
-// API's limit of 32768 characters.
-const maxConditionMessage = 4096
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + " …(truncated)"
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // modelRequest is the reconcile request of a model.

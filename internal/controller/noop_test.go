@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
 // TestApplyThatChangesNothingDoesNotSpin: a tenant sets one of the operator's
@@ -40,7 +41,7 @@ func TestApplyThatChangesNothingDoesNotSpin(t *testing.T) {
 	}
 	// The tenant's update is seen and answered with one apply.
 	applies := func() float64 {
-		v, _ := metricValue(t, "responsibility_applies_total", map[string]string{"kind": "Cluster", "result": applySuccess})
+		v, _ := metricValue(t, "responsibility_applies_total", map[string]string{"kind": "Cluster", "result": metrics.ApplySuccess})
 		return v
 	}
 	before := applies()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // TestCacheKeepsWhatModelsRead checks that the cache keeps of a target and
@@ -36,7 +37,7 @@ func TestCacheKeepsWhatModelsRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := inf.(*decodedInformer); !ok {
+	if !watch.Projecting(inf) {
 		t.Errorf("the cache watches Clusters with a %T, not with the projecting decoder", inf)
 	}
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -67,12 +70,43 @@ func kindsOf(spec *v1alpha1.ResponsibilityModelSpec) []kindNeed {
 	return out
 }
 
-// Resolver checks that kinds are served (through the RESTMapper, which
-// re-reads discovery on a miss, so a CRD installed later is found) and that
-// the operator may use them (through SelfSubjectAccessReviews).
+// Resolver checks that kinds are served, through discovery, and that the
+// operator may use them, through SelfSubjectAccessReviews.
+//
+// It asks discovery itself rather than the manager's RESTMapper: that
+// mapper re-reads discovery on a miss, but keeps a kind it once found for
+// good, so a kind whose CRD was deleted would read as served. Answers are
+// kept for a moment (servedTTL; reviewTTL for a grant), so that the models
+// reconciled after one CRD change share them.
 type Resolver struct {
-	Mapper meta.RESTMapper
-	Client client.Client
+	// Discovery is uncached.
+	Discovery discovery.DiscoveryInterface
+	Client    client.Client
+
+	mu      sync.Mutex
+	served  map[schema.GroupVersion]servedAnswer
+	reviews map[reviewKey]reviewAnswer
+}
+
+// How long discovery's and the access reviews' answers are reused.
+const (
+	servedTTL = time.Second
+	reviewTTL = 10 * time.Second
+)
+
+type servedAnswer struct {
+	at        time.Time
+	resources map[string]schema.GroupVersionResource // by kind
+}
+
+type reviewKey struct {
+	gvr  schema.GroupVersionResource
+	verb string
+}
+
+type reviewAnswer struct {
+	at      time.Time
+	allowed bool
 }
 
 // Resolve resolves every kind a model needs.
@@ -80,20 +114,20 @@ func (r *Resolver) Resolve(ctx context.Context, needs []kindNeed) (resolution, e
 	var res resolution
 	var missing, forbidden []string
 	for _, n := range needs {
-		mapping, err := r.Mapper.RESTMapping(n.gvk.GroupKind(), n.gvk.Version)
+		gvr, ok, err := r.resource(n.gvk)
 		if err != nil {
-			if meta.IsNoMatchError(err) {
-				missing = append(missing, fmt.Sprintf("%s (%s)", n.gvk.Kind, n.gvk.GroupVersion()))
-				continue
-			}
-			return res, fmt.Errorf("resolve %s: %w", n.gvk, err)
+			return res, err
 		}
-		denied, err := r.denied(ctx, mapping, n.verbs)
+		if !ok {
+			missing = append(missing, fmt.Sprintf("%s (%s)", n.gvk.Kind, n.gvk.GroupVersion()))
+			continue
+		}
+		denied, err := r.denied(ctx, gvr, n.verbs)
 		if err != nil {
 			return res, err
 		}
 		if len(denied) > 0 {
-			forbidden = append(forbidden, fmt.Sprintf("%s on %s", strings.Join(denied, ","), resourceName(mapping.Resource)))
+			forbidden = append(forbidden, fmt.Sprintf("%s on %s", strings.Join(denied, ","), resourceName(gvr)))
 			continue
 		}
 		res.resolved = append(res.resolved, n.gvk)
@@ -109,19 +143,72 @@ func (r *Resolver) Resolve(ctx context.Context, needs []kindNeed) (resolution, e
 	return res, nil
 }
 
-func (r *Resolver) denied(ctx context.Context, mapping *meta.RESTMapping, verbs []string) ([]string, error) {
+// resource returns the resource of a kind, and whether the API server
+// serves it now.
+func (r *Resolver) resource(gvk schema.GroupVersionKind) (schema.GroupVersionResource, bool, error) {
+	gv := gvk.GroupVersion()
+	r.mu.Lock()
+	answer, ok := r.served[gv]
+	r.mu.Unlock()
+	if !ok || time.Since(answer.at) > servedTTL {
+		list, err := r.Discovery.ServerResourcesForGroupVersion(gv.String())
+		if err != nil && !apierrors.IsNotFound(err) {
+			return schema.GroupVersionResource{}, false, fmt.Errorf("discover %s: %w", gv, err)
+		}
+		answer = servedAnswer{at: time.Now(), resources: map[string]schema.GroupVersionResource{}}
+		if list != nil {
+			for _, res := range list.APIResources {
+				if !strings.Contains(res.Name, "/") { // not a subresource
+					answer.resources[res.Kind] = gv.WithResource(res.Name)
+				}
+			}
+		}
+		r.mu.Lock()
+		if r.served == nil {
+			r.served = map[schema.GroupVersion]servedAnswer{}
+		}
+		r.served[gv] = answer
+		r.mu.Unlock()
+	}
+	gvr, ok := answer.resources[gvk.Kind]
+	return gvr, ok, nil
+}
+
+// Served reports whether the API server serves a kind now.
+func (r *Resolver) Served(gvk schema.GroupVersionKind) (bool, error) {
+	_, ok, err := r.resource(gvk)
+	return ok, err
+}
+
+func (r *Resolver) denied(ctx context.Context, gvr schema.GroupVersionResource, verbs []string) ([]string, error) {
 	var denied []string
 	for _, verb := range verbs {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Group: mapping.Resource.Group, Version: mapping.Resource.Version,
-				Resource: mapping.Resource.Resource, Verb: verb,
-			},
-		}}
-		if err := r.Client.Create(ctx, review); err != nil {
-			return nil, fmt.Errorf("review %s %s: %w", verb, mapping.Resource, err)
+		key := reviewKey{gvr, verb}
+		r.mu.Lock()
+		answer, ok := r.reviews[key]
+		r.mu.Unlock()
+		if !ok || time.Since(answer.at) > reviewTTL {
+			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource, Verb: verb,
+				},
+			}}
+			if err := r.Client.Create(ctx, review); err != nil {
+				return nil, fmt.Errorf("review %s %s: %w", verb, gvr, err)
+			}
+			answer = reviewAnswer{at: time.Now(), allowed: review.Status.Allowed}
+			// Only a grant is reused: a role extended after a denial is
+			// seen at the next resolution.
+			if answer.allowed {
+				r.mu.Lock()
+				if r.reviews == nil {
+					r.reviews = map[reviewKey]reviewAnswer{}
+				}
+				r.reviews[key] = answer
+				r.mu.Unlock()
+			}
 		}
-		if !review.Status.Allowed {
+		if !answer.allowed {
 			denied = append(denied, verb)
 		}
 	}

@@ -4,21 +4,20 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
-	"unique"
-	"unsafe"
 
+	"golang.org/x/time/rate"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -29,6 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/ledger"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // statusDelay coalesces the count changes of many objects into one status
@@ -46,7 +49,7 @@ type Options struct {
 	PolicyReports string
 	// Projections, when set, are those of the manager's CacheOptions: the
 	// cache then keeps only what the models read of each watched kind.
-	Projections *Projections
+	Projections *watch.Projections
 }
 
 // NewScheme returns the scheme the operator's manager needs.
@@ -60,97 +63,6 @@ func NewScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-// CacheOptions are the manager's cache options: the transform of
-// TransformForCache with the projections to pass on to Setup in Options,
-// and no informer started behind a reader's back.
-func CacheOptions(p *Projections) cache.Options {
-	return cache.Options{
-		DefaultTransform:            TransformForCache(p),
-		ReaderFailOnMissingInformer: true,
-	}
-}
-
-// lastAppliedAnnotation is where kubectl apply keeps the configuration it
-// last applied.
-const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
-
-// TransformForCache prepares an object for the cache. It strips
-// managedFields and kubectl's last-applied configuration: nothing the
-// operator decides reads them, and together they are often most of an
-// object. It also makes the operator's own annotation
-// values on objects share one copy each: every object a model matches
-// carries the same matrix, a few KiB of JSON, and most carry the same duties,
-// which would otherwise be decoded into a string of their own per object;
-// so are the keys of metadata, labels and annotations, and the namespace.
-// Last, it keeps of an object of a watched kind only what p says the models
-// read (nil p keeps everything).
-func TransformForCache(p *Projections) toolscache.TransformFunc {
-	strip := cache.TransformStripManagedFields()
-	return func(in any) (any, error) {
-		u, ok := in.(*unstructured.Unstructured)
-		if !ok {
-			return strip(in)
-		}
-		internMetadata(u.Object)
-		p.project(u)
-		return u, nil
-	}
-}
-
-// internMetadata drops an object's managedFields and kubectl's
-// last-applied configuration, and makes the keys of its metadata, labels
-// and annotations, its namespace and the operator's own annotation values
-// the same strings on every object. A decoder makes a copy of each per object:
-// at 10,000 cached objects, a few MiB of the same few hundred strings.
-func internMetadata(obj map[string]any) {
-	meta, _ := obj["metadata"].(map[string]any)
-	if meta == nil {
-		return
-	}
-	// Deleted from the map rather than through the object's accessor, whose
-	// GetManagedFields converts every entry to its typed form first: that
-	// was a tenth of the operator's CPU while it converged 10,000 objects.
-	delete(meta, "managedFields")
-	internKeys(meta)
-	if ns, ok := meta["namespace"]; ok {
-		if _, ok := ns.(string); ok {
-			meta["namespace"] = unique.Make(ns).Value()
-		}
-	}
-	if labels, ok := meta["labels"].(map[string]any); ok {
-		internKeys(labels)
-	}
-	annotations, _ := meta["annotations"].(map[string]any)
-	if len(annotations) == 0 {
-		return
-	}
-	// kubectl apply's copy of the whole object, as large as the object
-	// itself on every kubectl-applied workload; rules see objects without it.
-	delete(annotations, lastAppliedAnnotation)
-	internKeys(annotations)
-	for _, k := range v1alpha1.OwnedAnnotations {
-		if v, ok := annotations[k]; ok {
-			if _, ok := v.(string); ok {
-				// The value as an interface, so that its box is shared too.
-				annotations[k] = unique.Make(v).Value()
-			}
-		}
-	}
-}
-
-// internKeys replaces every key of m by its interned copy. Deleting a key
-// and adding an equal one reuses its slot: m does not grow.
-func internKeys(m map[string]any) {
-	for k, v := range m {
-		ik := unique.Make(k).Value()
-		if unsafe.StringData(ik) == unsafe.StringData(k) {
-			continue
-		}
-		delete(m, k)
-		m[ik] = v
-	}
-}
-
 // Setup registers the model and workload controllers with a manager.
 func Setup(mgr manager.Manager, opts Options) error {
 	switch opts.PolicyReports {
@@ -158,28 +70,52 @@ func Setup(mgr manager.Manager, opts Options) error {
 	default:
 		return fmt.Errorf("policy reports %q: want %s, %s, %s or %s", opts.PolicyReports, ReportsAuto, ReportsOpenReports, ReportsWGPolicy, ReportsOff)
 	}
-	m, err := DefaultMetrics()
+	m, err := metrics.DefaultMetrics()
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	registry := NewRegistry()
-	written := NewWritten()
-	watcher := NewWatcher(mgr.GetCache(), registry, written, opts.Projections)
-	events := &EventEmitter{Recorder: mgr.GetEventRecorder(v1alpha1.FieldManager), Metrics: m}
+	compiled := registry.NewRegistry()
+	written := ledger.NewWritten()
+	watcher := watch.NewWatcher(mgr.GetCache(), compiled, written, opts.Projections)
+	events := NewEventEmitter(mgr.GetEventRecorder(v1alpha1.FieldManager), mgr.GetClient(), m)
 
+	disco, err := discovery.NewDiscoveryClientForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return fmt.Errorf("build a discovery client: %w", err)
+	}
 	modelQueue := &queueRef[reconcile.Request]{}
-	tally := NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
+	tally := ledger.NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
 	tally.SetMetrics(m)
 	// While the controllers run, the metrics count their objects and watches;
 	// when they stop, the counts go with them.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		watches.add(watcher)
+		metrics.AddWatches(watcher)
 		<-ctx.Done()
-		watches.remove(watcher)
+		metrics.RemoveWatches(watcher)
 		tally.Reset()
 		return nil
 	})); err != nil {
 		return fmt.Errorf("add metrics lifecycle: %w", err)
+	}
+
+	reportQueue := &queueRef[reconcile.Request]{}
+	reports := &ReportReconciler{
+		Watcher:   watcher,
+		APIReader: mgr.GetAPIReader(),
+		Writer:    mgr.GetClient(),
+		Mapper:    mgr.GetRESTMapper(),
+		Registry:  compiled,
+		Mode:      opts.PolicyReports,
+		Requeue: func(ns string) {
+			reportQueue.addAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}}, 0)
+		},
+	}
+	rc, err := controller.NewTyped[reconcile.Request]("policyreport", mgr, controller.TypedOptions[reconcile.Request]{Reconciler: reports})
+	if err != nil {
+		return fmt.Errorf("set up report controller: %w", err)
+	}
+	if err := rc.Watch(reportQueue.source()); err != nil {
+		return fmt.Errorf("watch report requests: %w", err)
 	}
 
 	models := &ModelReconciler{
@@ -187,12 +123,15 @@ func Setup(mgr manager.Manager, opts Options) error {
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
 		Client:             mgr.GetClient(),
 		Cache:              mgr.GetCache(),
-		Resolver:           &Resolver{Mapper: mgr.GetRESTMapper(), Client: mgr.GetClient()},
-		Registry:           registry,
+		Resolver:           &Resolver{Discovery: disco, Client: mgr.GetClient()},
+		Registry:           compiled,
 		Tally:              tally,
 		Watcher:            watcher,
 		Events:             events,
 		Metrics:            m,
+	}
+	if opts.PolicyReports != ReportsOff {
+		models.Reports = reports
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("responsibilitymodel").
@@ -203,34 +142,17 @@ func Setup(mgr manager.Manager, opts Options) error {
 		For(&v1alpha1.ResponsibilityModel{}).
 		WatchesRawSource(modelQueue.source()).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(
-			func(ctx context.Context, _ client.Object) []reconcile.Request {
-				models.CRDChanged()
-				return allModels(ctx, mgr.GetClient())
+			func(ctx context.Context, crd client.Object) []reconcile.Request {
+				group := crdGroup(crd.GetName())
+				models.CRDChanged(group)
+				return modelsNeeding(ctx, mgr.GetClient(), group)
 			})).
 		Complete(models)
 	if err != nil {
 		return fmt.Errorf("set up model controller: %w", err)
 	}
 
-	reportQueue := &queueRef[reconcile.Request]{}
-	reports := &ReportReconciler{
-		Watcher:   watcher,
-		APIReader: mgr.GetAPIReader(),
-		Writer:    mgr.GetClient(),
-		Mapper:    mgr.GetRESTMapper(),
-		Registry:  registry,
-		Mode:      opts.PolicyReports,
-	}
-	rc, err := controller.NewTyped[reconcile.Request]("policyreport", mgr, controller.TypedOptions[reconcile.Request]{Reconciler: reports})
-	if err != nil {
-		return fmt.Errorf("set up report controller: %w", err)
-	}
-	if err := rc.Watch(reportQueue.source()); err != nil {
-		return fmt.Errorf("watch report requests: %w", err)
-	}
-
 	workloads := &WorkloadReconciler{
-		ModelsSettled: models.Settled,
 		NamespaceChanged: func(ns string) {
 			if ns != "" && opts.PolicyReports != ReportsOff {
 				reports.Changed(ns, time.Now())
@@ -239,7 +161,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		},
 		Reader:             mgr.GetCache(),
 		Writer:             NewRESTApplier(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetRESTMapper()),
-		Registry:           registry,
+		Registry:           compiled,
 		Watcher:            watcher,
 		Written:            written,
 		Tally:              tally,
@@ -251,20 +173,24 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if concurrency <= 0 {
 		concurrency = 16
 	}
-	wc, err := controller.NewTyped[WorkloadKey]("workload", mgr, controller.TypedOptions[WorkloadKey]{
+	wc, err := controller.NewTyped[watch.Key]("workload", mgr, controller.TypedOptions[watch.Key]{
 		Reconciler:              workloads,
 		MaxConcurrentReconciles: concurrency,
+		RateLimiter: workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[watch.Key](5*time.Millisecond, maxRetryInterval),
+			&workqueue.TypedBucketRateLimiter[watch.Key]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+		),
 	})
 	if err != nil {
 		return fmt.Errorf("set up workload controller: %w", err)
 	}
-	if err := wc.Watch(watcher.Source()); err != nil {
+	if err := wc.Watch(watcher.Source(models.Settled)); err != nil {
 		return fmt.Errorf("watch target kinds: %w", err)
 	}
 	ns := &unstructured.Unstructured{}
-	ns.SetGroupVersionKind(namespaceGVK)
-	if err := wc.Watch(source.TypedKind[*unstructured.Unstructured, WorkloadKey](mgr.GetCache(), ns,
-		namespaceHandler(watcher, registry))); err != nil {
+	ns.SetGroupVersionKind(watch.NamespaceGVK)
+	if err := wc.Watch(source.TypedKind[*unstructured.Unstructured, watch.Key](mgr.GetCache(), ns,
+		namespaceHandler(watcher, compiled))); err != nil {
 		return fmt.Errorf("watch namespaces: %w", err)
 	}
 	return nil
@@ -272,14 +198,14 @@ func Setup(mgr manager.Manager, opts Options) error {
 
 // namespaceHandler re-evaluates the target objects of a namespace whose
 // labels or annotations change: selectors and rules may read them.
-func namespaceHandler(w *Watcher, registry *Registry) handler.TypedEventHandler[*unstructured.Unstructured, WorkloadKey] {
-	return handler.TypedFuncs[*unstructured.Unstructured, WorkloadKey]{
-		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*unstructured.Unstructured], _ workqueue.TypedRateLimitingInterface[WorkloadKey]) {
+func namespaceHandler(w *watch.Watcher, compiled *registry.Registry) handler.TypedEventHandler[*unstructured.Unstructured, watch.Key] {
+	return handler.TypedFuncs[*unstructured.Unstructured, watch.Key]{
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*unstructured.Unstructured], _ workqueue.TypedRateLimitingInterface[watch.Key]) {
 			if maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) &&
 				maps.Equal(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) {
 				return
 			}
-			for _, gvk := range registry.TargetKinds() {
+			for _, gvk := range compiled.TargetKinds() {
 				if err := w.EnqueueKind(gvk, e.ObjectNew.GetName()); err != nil {
 					log.FromContext(ctx).Error(err, "re-evaluate namespace", "namespace", e.ObjectNew.GetName(), "gvk", gvk.String())
 				}
@@ -288,15 +214,28 @@ func namespaceHandler(w *Watcher, registry *Registry) handler.TypedEventHandler[
 	}
 }
 
-func allModels(ctx context.Context, c client.Client) []reconcile.Request {
+// crdGroup is the API group of a CRD, from its name (<plural>.<group>).
+func crdGroup(name string) string {
+	_, group, _ := strings.Cut(name, ".")
+	return group
+}
+
+// modelsNeeding returns the requests of the models that target or read a
+// kind of an API group.
+func modelsNeeding(ctx context.Context, c client.Client, group string) []reconcile.Request {
 	list := &v1alpha1.ResponsibilityModelList{}
 	if err := c.List(ctx, list); err != nil {
 		log.FromContext(ctx).Error(err, "list models after a CRD change")
 		return nil
 	}
-	out := make([]reconcile.Request, len(list.Items))
+	var out []reconcile.Request
 	for i := range list.Items {
-		out[i] = modelRequest(list.Items[i].Name)
+		for _, need := range kindsOf(&list.Items[i].Spec) {
+			if need.gvk.Group == group {
+				out = append(out, modelRequest(list.Items[i].Name))
+				break
+			}
+		}
 	}
 	return out
 }

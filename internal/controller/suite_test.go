@@ -32,6 +32,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
 
@@ -139,10 +140,10 @@ func startManagerWith(t *testing.T, setup managerSetup) (stop func()) {
 	if setup.options != nil {
 		opts = *setup.options
 	}
-	opts.Projections = NewProjections()
+	opts.Projections = watch.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		NewCache:               NewCache(opts.Projections, WatchOptions{}),
+		NewCache:               watch.NewCache(opts.Projections, watch.WatchOptions{}),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,9 +17,11 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/ledger"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
-
-var namespaceGVK = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
 
 // WorkloadReconciler keeps the operator's annotations and label on one target
 // object equal to what the matching models say, and records duty transitions
@@ -31,18 +32,15 @@ type WorkloadReconciler struct {
 	Reader client.Reader
 	// Writer sends server-side apply patches.
 	Writer   MetadataApplier
-	Registry *Registry
+	Registry *registry.Registry
 	// Watcher holds the target and related objects, and tells whether a
 	// kind's cache is complete and keeps what the models read.
-	Watcher *Watcher
+	Watcher *watch.Watcher
 	// Written records what each object carries after a write or a check.
-	Written *Written
-	// ModelsSettled, when set, says whether every model that existed at
-	// start is registered; until then nothing is evaluated.
-	ModelsSettled func(context.Context) bool
-	Tally         *Tally
-	Events        *EventEmitter
-	Metrics       *Metrics
+	Written *ledger.Written
+	Tally   *ledger.Tally
+	Events  *EventEmitter
+	Metrics *metrics.Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
 	// NamespaceChanged, when set, is told the namespace of every object
@@ -51,15 +49,9 @@ type WorkloadReconciler struct {
 }
 
 // Reconcile brings one object's operator-owned metadata up to date.
-func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (reconcile.Result, error) {
+func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reconcile.Result, error) {
 	if r.ExcludedNamespaces.Has(key.Namespace) {
 		return reconcile.Result{}, nil
-	}
-	if r.ModelsSettled != nil && !r.waitModelsSettled(ctx) {
-		// On start, an object evaluated before every existing model is
-		// registered would lose the other models' keys and repeat their
-		// events a moment later.
-		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	epoch := r.Watcher.Epoch()
 	// Objects are read from the cache without a copy: nothing below
@@ -85,7 +77,8 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 
 	var nsObj map[string]any
 	if key.Namespace != "" {
-		ns := newObject(namespaceGVK)
+		ns := &unstructured.Unstructured{}
+		ns.SetGroupVersionKind(watch.NamespaceGVK)
 		if err := r.Reader.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("get namespace of %s: %w", key, err)
 		}
@@ -94,23 +87,21 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 
 	// Each getter copies the whole map out of the object: once each.
 	annotations, labels := obj.GetAnnotations(), obj.GetLabels()
-	matched := evaluate.Match(r.Registry.ModelsFor(key.GVK), key.GVK, labels, nsObj, key.Namespace != "")
-	related, complete, err := r.relatedObjects(matched, key.Namespace)
+	start := time.Now()
+	res, complete, err := evaluate.EvaluateWorkload(r.Registry.ModelsFor(key.GVK), obj, nsObj, r.Watcher.Related)
 	if err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, fmt.Errorf("evaluate %s: %w", key, err)
 	}
 	if !complete {
 		// A related kind's initial list is still arriving: evaluating now
 		// could report a duty unmet for an object that is on its way.
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
-	if !r.Watcher.Covers(ctx, epoch, key.GVK, matched) {
+	if !r.Watcher.Covers(ctx, epoch, key.GVK, res.Models) {
 		// A kind was listed again, with more fields, while this read it:
 		// what was read may lack a field a rule reads.
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
-	start := time.Now()
-	res := evaluate.Evaluate(matched, evaluate.Input{GVK: key.GVK, Object: obj.Object, Namespace: nsObj, Related: related})
 	r.Metrics.EvaluationDuration.Observe(time.Since(start).Seconds())
 
 	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
@@ -119,26 +110,24 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	// keys only: applying nothing again would change nothing.
 	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
 	writtenOver := ""
-	unchanged := evaluate.OwnedMetadataEqual(annotations, labels, res)
-	if !foreignOnly && !unchanged {
+	if !foreignOnly && !evaluate.OwnedMetadataEqual(annotations, labels, res) {
+		// Events first, then the write that records the new states: an
+		// event is named after the transition and the object's version, so
+		// a process that evaluates the same version again (the write never
+		// happened: a crash, a refused write) finds its events sent and
+		// sends none twice; once the write happened, there is no transition
+		// left to report. An object that already carries the result has no
+		// transition (the common case of a resync or a restart), and its
+		// annotation need not be parsed.
+		transitions := evaluate.Transitions(evaluate.ParseDuties(annotations[v1alpha1.AnnotationDuties]), res)
+		ignored := evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res)
+		if err := r.Events.Transitions(ctx, obj, transitions, ignored); err != nil {
+			return reconcile.Result{}, fmt.Errorf("record the duty events of %s: %w", key, err)
+		}
 		r.Written.Expect(key, digest)
 		resourceVersion, err := r.apply(ctx, obj, res)
 		if err != nil {
-			if apierrors.IsNotFound(err) {
-				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
-				// Deleted since the cache saw it: the watch brings the deletion.
-				return reconcile.Result{}, nil
-			}
-			if apierrors.IsConflict(err) {
-				// Replaced since the cache saw it (the UID precondition), or
-				// a conflict from the server: evaluate again, with backoff,
-				// from what the cache holds by then.
-				r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyConflict).Inc()
-				return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
-			}
-			r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applyError).Inc()
-			r.Events.ApplyFailed(obj, err)
-			return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
+			return r.applyFailed(key, obj, res, err)
 		}
 		if resourceVersion != "" && resourceVersion != obj.GetResourceVersion() {
 			// The write changed the object (an apply that changes nothing,
@@ -146,21 +135,8 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 			// keeps the version): the cache has to catch up.
 			writtenOver = obj.GetResourceVersion()
 		}
-		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, applySuccess).Inc()
+		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, metrics.ApplySuccess).Inc()
 		log.FromContext(ctx).V(1).Info("applied", "object", key.String(), "models", res.Annotations[v1alpha1.AnnotationModels], "status", res.Labels[v1alpha1.LabelStatus])
-	}
-	// Events only after the new states are recorded on the object, so a
-	// crash before the write repeats the transition rather than losing it.
-	// An object that already carries the result has no transition to report
-	// (its duties and ignored waivers are the new ones), and the annotation
-	// need not be parsed: the common case of a resync or a restart.
-	if !unchanged {
-		for _, t := range evaluate.Transitions(evaluate.ParseDuties(annotations[v1alpha1.AnnotationDuties]), res) {
-			r.Events.DutyTransition(obj, t)
-		}
-		for _, w := range evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res) {
-			r.Events.WaiverIgnored(obj, w)
-		}
 	}
 	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)
@@ -168,7 +144,33 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key WorkloadKey) (re
 	return reconcile.Result{}, nil
 }
 
-func (r *WorkloadReconciler) forget(key WorkloadKey) {
+// applyFailed handles a write the API server did not take. An object
+// deleted or replaced since the cache saw it needs nothing (the watch
+// brings the change) or a new evaluation; one the server refuses (too large
+// once annotated, an admission policy) counts as failed in its models'
+// status and is retried with the controller's backoff, at most
+// maxRetryInterval apart.
+func (r *WorkloadReconciler) applyFailed(key watch.Key, obj *unstructured.Unstructured, res evaluate.Result, err error) (reconcile.Result, error) {
+	switch {
+	case apierrors.IsNotFound(err):
+		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, metrics.ApplyConflict).Inc()
+		// Deleted since the cache saw it: the watch brings the deletion.
+		return reconcile.Result{}, nil
+	case apierrors.IsConflict(err):
+		// Replaced since the cache saw it (the UID precondition), or a
+		// conflict from the server: evaluate again, with backoff, from what
+		// the cache holds by then.
+		r.Metrics.Applies.WithLabelValues(key.GVK.Kind, metrics.ApplyConflict).Inc()
+		return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
+	}
+	r.Metrics.Applies.WithLabelValues(key.GVK.Kind, metrics.ApplyError).Inc()
+	r.Events.ApplyFailed(obj, err)
+	r.Tally.Failed(key, res, err)
+	r.namespaceChanged(key.Namespace)
+	return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
+}
+
+func (r *WorkloadReconciler) forget(key watch.Key) {
 	r.Written.Forget(key)
 	r.Tally.Forget(key)
 	r.namespaceChanged(key.Namespace)
@@ -180,55 +182,18 @@ func (r *WorkloadReconciler) namespaceChanged(ns string) {
 	}
 }
 
-// waitModelsSettled holds the worker, for at most settleHold, until every
-// model that existed at start is registered. Every object waits for the
-// same thing, so holding the worker costs nothing, where requeueing every
-// object every relatedSyncRetry until then reconciled them twice over.
-func (r *WorkloadReconciler) waitModelsSettled(ctx context.Context) bool {
-	deadline := time.Now().Add(settleHold)
-	for !r.ModelsSettled(ctx) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(settlePoll):
-		}
-	}
-	return true
-}
+// cacheCatchUpRetry is how soon an object whose cached copy predates the
+// operator's last write of it is looked at again.
+const cacheCatchUpRetry = 50 * time.Millisecond
 
-const (
-	settleHold = 5 * time.Second
-	settlePoll = 20 * time.Millisecond
-	// cacheCatchUpRetry is how soon an object whose cached copy predates the
-	// operator's last write of it is looked at again.
-	cacheCatchUpRetry = 50 * time.Millisecond
-)
+// maxRetryInterval caps the backoff of an object whose evaluation or write
+// keeps failing (docs/operations.md): controller-runtime's default grows to
+// 1,000 s.
+const maxRetryInterval = 5 * time.Minute
 
 // relatedSyncRetry is how soon an object whose related kinds are still
 // being listed is evaluated again.
 const relatedSyncRetry = 250 * time.Millisecond
-
-// relatedObjects lists, from the cache, the related objects the matching
-// models read: in the object's namespace, or in the namespace a related
-// declaration names. It reports incomplete while a watched related kind's
-// initial list is still arriving.
-func (r *WorkloadReconciler) relatedObjects(matched []*evaluate.Model, namespace string) (map[evaluate.RelatedSource][]map[string]any, bool, error) {
-	return evaluate.RelatedInput(matched, namespace, func(gvk schema.GroupVersionKind, ns string) ([]map[string]any, bool, error) {
-		if r.Watcher.Watched(gvk) && !r.Watcher.Listable(gvk) {
-			return nil, false, nil
-		}
-		// A related kind that is not watched (not served, yet) has no
-		// objects: it reads as an empty list and the model's
-		// TargetsResolved condition says why.
-		objs, err := r.Watcher.snapshots.list(gvk, ns, func() ([]*unstructured.Unstructured, error) {
-			return r.Watcher.cachedIn(gvk, ns)
-		})
-		return objs, true, err
-	})
-}
 
 // apply writes the desired operator-owned metadata with server-side apply.
 // The apply configuration names only the operator's keys, so a tenant's

@@ -183,3 +183,15 @@ func toAny(m map[string]int64) map[string]any {
 func Content(u *unstructured.Unstructured) map[string]any {
 	return map[string]any{"results": u.Object["results"], "summary": u.Object["summary"]}
 }
+
+// Lists reports whether a stored report has a result of a model (its
+// policy).
+func Lists(u *unstructured.Unstructured, model string) bool {
+	results, _ := u.Object["results"].([]any)
+	for _, r := range results {
+		if m, ok := r.(map[string]any); ok && m["policy"] == model {
+			return true
+		}
+	}
+	return false
+}

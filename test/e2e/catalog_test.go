@@ -21,6 +21,7 @@ import (
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // TestCatalogEndToEnd applies the whole catalog and every sample with
@@ -44,9 +45,9 @@ func TestCatalogEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	projections := controller.NewProjections()
+	projections := watch.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, NewCache: controller.NewCache(projections, controller.WatchOptions{}),
+		Scheme: scheme, NewCache: watch.NewCache(projections, watch.WatchOptions{}),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {

@@ -30,9 +30,9 @@ import (
 //
 // It fails if a model's finalizer lets it go before its keys are removed
 // from every object (or never lets it go: the delete times out), or if the
-// removal leaves an operator key behind or touches a tenant's key. Reports
-// of the operator that outlive its models (a known bug, see the skip
-// message) make it skip once everything else holds.
+// removal leaves an operator key behind or touches a tenant's key, or if a
+// policy report of the operator outlives the models (the finalizer waits
+// until no report lists its model).
 func TestUninstallLeavesNothing(t *testing.T) {
 	e := startCluster(t, true)
 	ctx := t.Context()
@@ -115,12 +115,8 @@ func TestUninstallLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reports > 0 && !t.Failed() {
-		t.Skipf("BUG: %d policy reports of the operator outlive the models (their results still report duties of the deleted models): "+
-			"the report controller rewrites a namespace's reports %s after its objects change, while a model's finalizer waits only for the annotations, "+
-			"so `make undeploy` can stop the operator before the reports are deleted, and nothing deletes them later. "+
-			"Fix: let the finalizer also wait until no report names the model (or delete the namespace's reports in finalize), "+
-			"or give each report ownerReferences to the models it lists so that the garbage collector deletes it with the last one", reports, "2s")
+	if reports > 0 {
+		t.Errorf("%d policy reports of the operator outlive the models: a deleting model's finalizer must wait until no report lists it", reports)
 	}
 }
 

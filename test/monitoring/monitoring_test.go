@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
-	"github.com/responsibility-operator/responsibility-operator/internal/controller"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
 // The dashboard model: the fields of Grafana's dashboard JSON (schemaVersion
@@ -260,7 +260,7 @@ func checkMetrics(t *testing.T, where, expr string) {
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	m := controller.NewMetrics()
+	m := metrics.NewMetrics()
 	for _, c := range []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady} {
 		reg.MustRegister(c)
 	}
@@ -276,7 +276,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]bool{controller.WatchSyncedMetric: true} // collected at scrape time from the watchers
+	out := map[string]bool{metrics.WatchSyncedMetric: true} // collected at scrape time from the watchers
 	for _, f := range families {
 		out[f.GetName()] = true
 		if f.GetType().String() == "HISTOGRAM" {

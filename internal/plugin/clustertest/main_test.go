@@ -28,6 +28,7 @@ import (
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // tenant is the user with a Role in tenantNamespace only.
@@ -85,9 +86,9 @@ func runSuite(m *testing.M) int {
 		}
 	}()
 
-	projections := controller.NewProjections()
+	projections := watch.NewProjections()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme, NewCache: controller.NewCache(projections, controller.WatchOptions{}),
+		Scheme: scheme, NewCache: watch.NewCache(projections, watch.WatchOptions{}),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {

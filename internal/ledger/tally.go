@@ -1,12 +1,15 @@
-package controller
+package ledger
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // Tally counts, per model, the objects it matches and their duty states, for
@@ -15,13 +18,16 @@ import (
 // a restart without reading anything back.
 type Tally struct {
 	mu       sync.Mutex
-	objects  map[WorkloadKey][]objectState
+	objects  map[watch.Key][]objectState
 	counts   map[string]*modelCounts
 	onChange func(model string)
+	// failed holds the objects whose last write the API server refused,
+	// with the models that match them and the error.
+	failed map[watch.Key]failure
 
 	// metrics, when set, mirror the counts by kind and namespace; series
 	// counts the objects behind each series so that an empty one is deleted.
-	metrics *Metrics
+	metrics *metrics.Metrics
 	series  map[seriesKey]int32
 }
 
@@ -52,18 +58,24 @@ type modelCounts struct {
 	duties  map[string]*v1alpha1.DutyStatus
 }
 
+type failure struct {
+	models []string
+	err    string
+}
+
 // NewTally returns an empty tally that calls onChange (if not nil) with the
 // name of every model whose counts change.
 func NewTally(onChange func(model string)) *Tally {
 	return &Tally{
-		objects:  map[WorkloadKey][]objectState{},
+		objects:  map[watch.Key][]objectState{},
 		counts:   map[string]*modelCounts{},
+		failed:   map[watch.Key]failure{},
 		onChange: onChange,
 	}
 }
 
 // Record replaces what an object contributes with a new evaluation result.
-func (t *Tally) Record(key WorkloadKey, res evaluate.Result) {
+func (t *Tally) Record(key watch.Key, res evaluate.Result) {
 	next := make([]objectState, len(res.Models))
 	duties := make([]tallyDuty, len(res.Duties))
 	d := 0
@@ -80,13 +92,76 @@ func (t *Tally) Record(key WorkloadKey, res evaluate.Result) {
 		st.duties = duties[first:d:d]
 		next[i] = st
 	}
+	t.recovered(key)
 	t.replace(key, next)
 }
 
 // Forget removes an object (deleted, or no longer watched).
-func (t *Tally) Forget(key WorkloadKey) { t.replace(key, nil) }
+func (t *Tally) Forget(key watch.Key) {
+	t.recovered(key)
+	t.replace(key, nil)
+}
 
-func (t *Tally) replace(key WorkloadKey, next []objectState) {
+// recovered drops an object's failure, if it had one: it was written since,
+// or it is gone.
+func (t *Tally) recovered(key watch.Key) {
+	t.mu.Lock()
+	f, ok := t.failed[key]
+	delete(t.failed, key)
+	t.mu.Unlock()
+	if ok && t.onChange != nil {
+		for _, m := range f.models {
+			t.onChange(m)
+		}
+	}
+}
+
+// Failed records that the API server refused to write an object's
+// annotations: its result is not what the object carries, so the object
+// counts as failed for the models that match it (res.Models) instead of by
+// its duty states.
+func (t *Tally) Failed(key watch.Key, res evaluate.Result, err error) {
+	models := make([]string, len(res.Models))
+	for i, m := range res.Models {
+		models[i] = m.Name
+	}
+	t.mu.Lock()
+	prev, had := t.failed[key]
+	t.failed[key] = failure{models: models, err: err.Error()}
+	t.mu.Unlock()
+	// What the object carried until now no longer counts.
+	t.replace(key, nil)
+	if t.onChange != nil && (!had || !slices.Equal(prev.models, models)) {
+		for _, m := range append(prev.models, models...) {
+			t.onChange(m)
+		}
+	}
+}
+
+// Failures returns how many objects matched by a model could not be
+// written, and one of them with its error, the same one every time while
+// it fails (the first in key order).
+func (t *Tally) Failures(model string) (n int32, example string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first *watch.Key
+	for key, f := range t.failed {
+		if !slices.Contains(f.models, model) {
+			continue
+		}
+		n++
+		if first == nil || key.String() < first.String() {
+			k := key
+			first = &k
+		}
+	}
+	if first != nil {
+		example = fmt.Sprintf("%s: %s", first, t.failed[*first].err)
+	}
+	return n, example
+}
+
+func (t *Tally) replace(key watch.Key, next []objectState) {
 	var changed []string
 	t.mu.Lock()
 	prev := t.objects[key]
@@ -130,7 +205,7 @@ func find(states []objectState, model string) (objectState, bool) {
 }
 
 // SetMetrics makes the tally mirror its counts into metrics.
-func (t *Tally) SetMetrics(m *Metrics) {
+func (t *Tally) SetMetrics(m *metrics.Metrics) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.metrics, t.series = m, map[seriesKey]int32{}
@@ -140,8 +215,11 @@ func (t *Tally) SetMetrics(m *Metrics) {
 // no longer vouches for any count.
 func (t *Tally) Reset() {
 	t.mu.Lock()
-	keys := make([]WorkloadKey, 0, len(t.objects))
+	keys := make([]watch.Key, 0, len(t.objects)+len(t.failed))
 	for k := range t.objects {
+		keys = append(keys, k)
+	}
+	for k := range t.failed {
 		keys = append(keys, k)
 	}
 	t.mu.Unlock()
@@ -172,7 +250,7 @@ func (t *Tally) observe(sk seriesKey, delta int32) {
 	}
 }
 
-func (t *Tally) add(key WorkloadKey, st objectState, delta int32) {
+func (t *Tally) add(key watch.Key, st objectState, delta int32) {
 	model := st.model
 	t.observe(seriesKey{model: model, kind: key.GVK.Kind}, delta)
 	for _, d := range st.duties {

@@ -19,7 +19,9 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
 	"github.com/responsibility-operator/responsibility-operator/internal/report"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;create;patch;delete
@@ -65,13 +67,13 @@ const (
 // reports from a namespace that has no results left.
 type ReportReconciler struct {
 	// Watcher holds the annotated objects.
-	Watcher *Watcher
+	Watcher *watch.Watcher
 	// APIReader reads existing reports (they are not cached: the operator
 	// only needs them when its own content changes).
 	APIReader client.Reader
 	Writer    client.Client
 	Mapper    meta.RESTMapper
-	Registry  *Registry
+	Registry  *registry.Registry
 	Mode      string
 
 	mu sync.Mutex
@@ -84,6 +86,13 @@ type ReportReconciler struct {
 	// bursts holds, per namespace, the first and the last change not yet
 	// reported.
 	bursts map[string]burst
+	// urgent holds the namespaces whose report is due at once (see Flush);
+	// current, when each namespace's reports were last found equal to its
+	// objects.
+	urgent  map[string]bool
+	current map[string]time.Time
+	// Requeue, when set, enqueues a namespace's reconcile at once.
+	Requeue func(namespace string)
 }
 
 type burst struct{ first, last time.Time }
@@ -110,6 +119,11 @@ func (r *ReportReconciler) holdOff(ns string, now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b, ok := r.bursts[ns]
+	if r.urgent[ns] {
+		delete(r.urgent, ns)
+		delete(r.bursts, ns)
+		return 0
+	}
 	if !ok {
 		return 0
 	}
@@ -159,6 +173,7 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	same := ok && last == fingerprint
 	r.mu.Unlock()
 	if same {
+		r.markCurrent(ns)
 		return reconcile.Result{}, nil
 	}
 	for _, want := range desired {
@@ -175,7 +190,59 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	r.written[ns] = fingerprint
 	r.mu.Unlock()
+	r.markCurrent(ns)
 	return reconcile.Result{}, nil
+}
+
+func (r *ReportReconciler) markCurrent(ns string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == nil {
+		r.current = map[string]time.Time{}
+	}
+	r.current[ns] = time.Now()
+}
+
+// Cleared reports whether no policy report lists a model any more but those
+// written from the objects as they were at or after since (a tenant's forged
+// duties annotation can name a deleted model; its report then says so too).
+// A namespace whose report lists the model and is older is written at once,
+// without waiting for its objects to settle: a model's finalizer waits on
+// this, so that deleting the last model and stopping the operator leaves no
+// report behind.
+func (r *ReportReconciler) Cleared(ctx context.Context, model string, since time.Time) (bool, error) {
+	gvk, ok := r.reportKind()
+	if !ok {
+		return true, nil
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := r.APIReader.List(ctx, list, client.MatchingLabels{report.LabelManagedBy: report.Source}); err != nil {
+		return false, r.forgetKindIfGone(fmt.Errorf("list reports: %w", err))
+	}
+	cleared := true
+	for i := range list.Items {
+		ns := list.Items[i].GetNamespace()
+		if !report.Lists(&list.Items[i], model) {
+			continue
+		}
+		r.mu.Lock()
+		current := !r.current[ns].Before(since)
+		if !current {
+			if r.urgent == nil {
+				r.urgent = map[string]bool{}
+			}
+			r.urgent[ns] = true
+		}
+		r.mu.Unlock()
+		if !current {
+			cleared = false
+			if r.Requeue != nil {
+				r.Requeue(ns)
+			}
+		}
+	}
+	return cleared, nil
 }
 
 // reportKind returns the report kind to write, per Mode and the CRDs served.
@@ -229,7 +296,7 @@ func (r *ReportReconciler) annotatedObjects(ns string) (out []report.Object, com
 			return nil, false, nil
 		}
 		// Not watched (yet): no objects, and none carry annotations of ours.
-		items, err := r.Watcher.cachedIn(gvk, ns)
+		items, err := r.Watcher.Cached(gvk, ns)
 		if err != nil {
 			return nil, false, err
 		}

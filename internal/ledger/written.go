@@ -1,9 +1,15 @@
-package controller
+// Package ledger keeps, in memory, what the operator knows of each object it
+// evaluated: what it last wrote there (Written) and what the object counts
+// toward each model's status and metrics (Tally). Both rebuild themselves
+// after a restart, since every object is evaluated again on start.
+package ledger
 
 import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // Written remembers, per object, the operator-owned metadata the operator
@@ -14,7 +20,7 @@ import (
 // forged, which it cannot remove and must not wait for.
 type Written struct {
 	mu sync.RWMutex
-	m  map[WorkloadKey]writtenEntry
+	m  map[watch.Key]writtenEntry
 }
 
 type writtenEntry struct {
@@ -27,14 +33,14 @@ type writtenEntry struct {
 
 // NewWritten returns an empty record.
 func NewWritten() *Written {
-	return &Written{m: map[WorkloadKey]writtenEntry{}}
+	return &Written{m: map[watch.Key]writtenEntry{}}
 }
 
 // Record notes what an object carries after the operator wrote or checked
 // it. over is the resourceVersion the write was made over ("" when nothing
 // was written): until the cache holds a newer version (see Behind), the
 // cached object is older than what the operator knows is on the server.
-func (w *Written) Record(key WorkloadKey, digest uint64, models, over string) {
+func (w *Written) Record(key watch.Key, digest uint64, models, over string) {
 	w.mu.Lock()
 	w.m[key] = writtenEntry{digest: digest, models: models, over: over}
 	w.mu.Unlock()
@@ -45,7 +51,7 @@ func (w *Written) Record(key WorkloadKey, digest uint64, models, over string) {
 // write changed the object, so its version differs from the one it was made
 // over. Evaluating the older copy would take the states written a moment ago
 // for the previous ones, and repeat their events and the write.
-func (w *Written) Behind(key WorkloadKey, resourceVersion string) bool {
+func (w *Written) Behind(key watch.Key, resourceVersion string) bool {
 	w.mu.RLock()
 	e, ok := w.m[key]
 	w.mu.RUnlock()
@@ -68,7 +74,7 @@ func (w *Written) Behind(key WorkloadKey, resourceVersion string) bool {
 // write: its watch event may arrive before the write's response, and must
 // be recognised as the operator's own. The models are recorded only once
 // the write succeeded (Record).
-func (w *Written) Expect(key WorkloadKey, digest uint64) {
+func (w *Written) Expect(key watch.Key, digest uint64) {
 	w.mu.Lock()
 	e, ok := w.m[key]
 	if !ok {
@@ -84,7 +90,7 @@ func (w *Written) Expect(key WorkloadKey, digest uint64) {
 const unknownModels = "\x00"
 
 // Forget drops an object that is gone.
-func (w *Written) Forget(key WorkloadKey) {
+func (w *Written) Forget(key watch.Key) {
 	w.mu.Lock()
 	delete(w.m, key)
 	w.mu.Unlock()
@@ -92,7 +98,7 @@ func (w *Written) Forget(key WorkloadKey) {
 
 // Is reports whether the object's owned metadata, as a digest, is what the
 // operator last recorded for it.
-func (w *Written) Is(key WorkloadKey, digest uint64) bool {
+func (w *Written) Is(key watch.Key, digest uint64) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	e, ok := w.m[key]
@@ -102,7 +108,7 @@ func (w *Written) Is(key WorkloadKey, digest uint64) bool {
 // Disowns reports whether the operator has evaluated the object and
 // recorded that it no longer names the model (with model "": any model): a
 // models annotation that still names it is not the operator's.
-func (w *Written) Disowns(key WorkloadKey, model string) bool {
+func (w *Written) Disowns(key watch.Key, model string) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	e, ok := w.m[key]

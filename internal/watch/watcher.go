@@ -1,9 +1,8 @@
-package controller
+package watch
 
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sync"
 	"time"
 
@@ -13,12 +12,11 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
 )
 
 // Watcher starts and stops informers for target and related kinds at run
@@ -27,15 +25,16 @@ import (
 // namespace, the keys of the target objects in its namespace that read it.
 type Watcher struct {
 	cache       cache.Cache
-	registry    *Registry
-	written     *Written
+	targets     Targets
+	written     OwnWrites
 	projections *Projections
 
 	snapshots *relatedSnapshots
 
-	mu      sync.Mutex
-	queue   workqueue.TypedRateLimitingInterface[WorkloadKey]
-	pending []WorkloadKey
+	mu    sync.Mutex
+	queue workqueue.TypedRateLimitingInterface[Key]
+	// pending holds the keys until the start gate opens (see Source).
+	pending map[Key]struct{}
 	kinds   map[schema.GroupVersionKind]*kindWatch
 	// epoch counts the informers started and stopped: while it stays the
 	// same, every cached object of a watched kind was kept with that kind's
@@ -52,34 +51,102 @@ type kindWatch struct {
 	fields *evaluate.Fields
 }
 
-// NewWatcher returns a watcher over the manager's cache. Written tells the
-// operator's own writes apart from a tenant's change to its keys. The
-// projections, if not nil, are those of the cache's transform.
-func NewWatcher(c cache.Cache, registry *Registry, written *Written, projections *Projections) *Watcher {
-	return &Watcher{cache: c, registry: registry, written: written, projections: projections,
+// Targets says which kinds the registered models target, and which target
+// kinds read a related kind (registry.Registry).
+type Targets interface {
+	IsTarget(gvk schema.GroupVersionKind) bool
+	DependentTargets(related schema.GroupVersionKind) []registry.Dependent
+}
+
+// OwnWrites recognises the operator's own metadata on an object by its
+// digest (evaluate.OwnedDigest), so that the echo of its own write is not
+// evaluated again (ledger.Written).
+type OwnWrites interface {
+	Is(key Key, digest uint64) bool
+}
+
+// NamespaceGVK is the kind of namespaces, which the operator always watches:
+// selectors and rules read them.
+var NamespaceGVK = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+
+// syncPoll is how often Get looks again for a kind whose informer has not
+// listed it yet.
+const syncPoll = 20 * time.Millisecond
+
+// NewWatcher returns a watcher over the manager's cache. Targets names the
+// kinds whose events are workload keys; written tells the operator's own
+// writes apart from a tenant's change to its keys. The projections, if not
+// nil, are those of the cache's transform.
+func NewWatcher(c cache.Cache, targets Targets, written OwnWrites, projections *Projections) *Watcher {
+	return &Watcher{cache: c, targets: targets, written: written, projections: projections,
 		snapshots: newRelatedSnapshots(), kinds: map[schema.GroupVersionKind]*kindWatch{}}
 }
 
-// Source is the workload controller's source: it hands the controller's queue
-// to the watcher, which then feeds it from every informer it starts.
-func (w *Watcher) Source() source.TypedSource[WorkloadKey] {
-	return source.TypedFunc[WorkloadKey](func(_ context.Context, q workqueue.TypedRateLimitingInterface[WorkloadKey]) error {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.queue = q
-		for _, k := range w.pending {
-			q.Add(k)
-		}
-		w.pending = nil
+// Source is the workload controller's source. Until the start gate opens
+// the watcher holds the keys itself, each once, rather than the queue: on
+// start, an object evaluated before every model that existed is registered
+// would be written without the other models' keys, and one whose kind is
+// still being listed would only be put back. The gate opens once ready
+// (every model that existed at start is registered) reports true and every
+// watched kind has its initial list, or after startGateLimit; the held keys
+// then go to the queue at once, and later keys straight to it. A restart of
+// N objects reconciles each of them once.
+func (w *Watcher) Source(ready func(context.Context) bool) source.TypedSource[Key] {
+	return source.TypedFunc[Key](func(ctx context.Context, q workqueue.TypedRateLimitingInterface[Key]) error {
+		go w.openWhenReady(ctx, q, ready)
 		return nil
 	})
 }
 
-func (w *Watcher) enqueue(k WorkloadKey) {
+// startGateLimit bounds how long keys are held on start: a model that keeps
+// failing, or a kind that cannot be listed, must not stop the others.
+const startGateLimit = time.Minute
+
+func (w *Watcher) openWhenReady(ctx context.Context, q workqueue.TypedRateLimitingInterface[Key], ready func(context.Context) bool) {
+	deadline := time.Now().Add(startGateLimit)
+	tick := time.NewTicker(syncPoll)
+	defer tick.Stop()
+	for !ready(ctx) || !w.allListed() {
+		if time.Now().After(deadline) {
+			log.FromContext(ctx).Info("evaluating objects although not every model is registered or every kind listed", "after", startGateLimit)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = q
+	for k := range w.pending {
+		q.Add(k)
+	}
+	log.FromContext(ctx).Info("evaluating objects", "held", len(w.pending))
+	w.pending = nil
+}
+
+// allListed reports whether every watched kind has its initial list.
+func (w *Watcher) allListed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, kw := range w.kinds {
+		if !kw.informer.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *Watcher) enqueue(k Key) {
 	w.mu.Lock()
 	q := w.queue
 	if q == nil {
-		w.pending = append(w.pending, k)
+		if w.pending == nil {
+			w.pending = map[Key]struct{}{}
+		}
+		w.pending[k] = struct{}{}
 	}
 	w.mu.Unlock()
 	if q != nil {
@@ -99,7 +166,7 @@ func (w *Watcher) enqueue(k WorkloadKey) {
 func (w *Watcher) Ensure(ctx context.Context, gvk schema.GroupVersionKind, fields *evaluate.Fields) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.projections == nil || gvk == namespaceGVK {
+	if w.projections == nil || gvk == NamespaceGVK {
 		// Namespaces are few, and every rule reads them as namespaceObject.
 		fields = evaluate.AllFields()
 	}
@@ -206,7 +273,7 @@ func (w *Watcher) Listable(gvk schema.GroupVersionKind) bool {
 // for the sync of the informer it finds first, and one that Ensure replaces
 // meanwhile (to keep more fields) never syncs. Get waits for whichever
 // informer is current.
-func (w *Watcher) Get(ctx context.Context, key WorkloadKey) (*unstructured.Unstructured, error) {
+func (w *Watcher) Get(ctx context.Context, key Key) (*unstructured.Unstructured, error) {
 	notFound := apierrors.NewNotFound(schema.GroupResource{Group: key.GVK.Group, Resource: key.GVK.Kind}, key.Name)
 	for {
 		w.mu.Lock()
@@ -232,15 +299,32 @@ func (w *Watcher) Get(ctx context.Context, key WorkloadKey) (*unstructured.Unstr
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for the cache of %s: %w", key.GVK.Kind, ctx.Err())
-		case <-time.After(settlePoll):
+		case <-time.After(syncPoll):
 		}
 	}
 }
 
-// cachedIn returns the objects of a watched kind in a namespace ("" for
+// Related lists the cached objects of a related kind in a namespace, sorted
+// by name, for a rule to read (an evaluate.RelatedLister). It reports
+// incomplete (false) while the kind's initial list is still arriving. A kind
+// that is not watched (not served, yet) has no objects: it reads as an empty
+// list, and the model's TargetsResolved condition says why. The lists are
+// shared and must not be modified.
+func (w *Watcher) Related(gvk schema.GroupVersionKind, namespace string) ([]map[string]any, bool, error) {
+	if w.Watched(gvk) && !w.Listable(gvk) {
+		return nil, false, nil
+	}
+	objs, err := w.snapshots.list(gvk, namespace, func() ([]*unstructured.Unstructured, error) {
+		return w.Cached(gvk, namespace)
+	})
+	return objs, true, err
+}
+
+// Cached returns the objects of a watched kind in a namespace ("" for
 // all) that its informer's store holds now, without waiting for its initial
-// list and without copies; nil if the kind is not watched.
-func (w *Watcher) cachedIn(gvk schema.GroupVersionKind, namespace string) ([]*unstructured.Unstructured, error) {
+// list and without copies (they must not be modified); nil if the kind is
+// not watched.
+func (w *Watcher) Cached(gvk schema.GroupVersionKind, namespace string) ([]*unstructured.Unstructured, error) {
 	w.mu.Lock()
 	kw, ok := w.kinds[gvk]
 	w.mu.Unlock()
@@ -319,192 +403,14 @@ func (w *Watcher) WatchedKinds() []schema.GroupVersionKind {
 // objects still to come are enqueued as they arrive, and evaluated after
 // whatever made the caller enqueue the others.
 func (w *Watcher) EnqueueKind(gvk schema.GroupVersionKind, namespace string) error {
-	objs, err := w.cachedIn(gvk, namespace)
+	objs, err := w.Cached(gvk, namespace)
 	if err != nil {
 		return err
 	}
 	for _, o := range objs {
-		w.enqueue(WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
+		w.enqueue(Key{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
 	}
 	return nil
-}
-
-// handler turns the events of one kind into workload requests.
-//
-// The objects of a kind's initial list do not fan out to the targets that
-// read them: a target reconciled before that list is complete waits for it
-// (see Listable), and one reconciled after it sees it. Without this, a
-// restart would enqueue every target of a namespace once per related object
-// in it.
-func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventHandler {
-	onObject := func(obj any, fanOut bool) {
-		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		o, ok := obj.(client.Object)
-		if !ok {
-			return
-		}
-		if o.GetNamespace() != "" {
-			w.snapshots.changed(gvk, o.GetNamespace())
-		}
-		if w.registry.IsTarget(gvk) {
-			w.enqueue(WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()})
-		}
-		if o.GetNamespace() == "" || !fanOut {
-			return
-		}
-		for _, dep := range w.registry.DependentTargets(gvk) {
-			// The cache is in memory; an error means the kind just stopped
-			// being watched, and then there is nothing to re-evaluate.
-			switch dep.Namespace {
-			case "":
-				_ = w.EnqueueKind(dep.Target, o.GetNamespace())
-			case o.GetNamespace():
-				_ = w.EnqueueKind(dep.Target, "")
-			}
-		}
-	}
-	return toolscache.ResourceEventHandlerDetailedFuncs{
-		AddFunc: func(obj any, isInInitialList bool) { onObject(obj, !isInInitialList) },
-		UpdateFunc: func(oldObj, newObj any) {
-			if relevantUpdate(oldObj, newObj) {
-				onObject(newObj, true)
-				return
-			}
-			// Only the operator's keys changed, or nothing: its own write
-			// coming back is ignored; anyone else's is corrected.
-			o, ok := newObj.(client.Object)
-			if !ok {
-				return
-			}
-			if o.GetNamespace() != "" {
-				// A rule may read a related object's operator keys too.
-				w.snapshots.changed(gvk, o.GetNamespace())
-			}
-			if !w.registry.IsTarget(gvk) {
-				return
-			}
-			key := WorkloadKey{GVK: gvk, Namespace: o.GetNamespace(), Name: o.GetName()}
-			if !w.written.Is(key, evaluate.OwnedDigest(o.GetAnnotations(), o.GetLabels())) {
-				w.enqueue(key)
-			}
-		},
-		DeleteFunc: func(obj any) { onObject(obj, true) },
-	}
-}
-
-// relevantUpdate filters out updates that change nothing a rule or selector
-// can see: a resync, or the operator's own write of its annotations.
-func relevantUpdate(oldObj, newObj any) bool {
-	o, ok1 := oldObj.(*unstructured.Unstructured)
-	n, ok2 := newObj.(*unstructured.Unstructured)
-	if !ok1 || !ok2 {
-		return true
-	}
-	if o.GetResourceVersion() == n.GetResourceVersion() {
-		return false
-	}
-	return !equalIgnoringOwned(o.Object, n.Object)
-}
-
-// equalIgnoringOwned compares two objects ignoring resourceVersion,
-// managedFields and the operator's own annotations and label.
-func equalIgnoringOwned(a, b map[string]any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, av := range a {
-		bv, ok := b[k]
-		if !ok {
-			return false
-		}
-		if k == "metadata" {
-			am, aok := av.(map[string]any)
-			bm, bok := bv.(map[string]any)
-			if !aok || !bok || !equalMetadataIgnoringOwned(am, bm) {
-				return false
-			}
-			continue
-		}
-		if !reflect.DeepEqual(av, bv) {
-			return false
-		}
-	}
-	return true
-}
-
-// Metadata fields that hold operator-owned keys beside the tenant's.
-const (
-	fieldAnnotations = "annotations"
-	fieldLabels      = "labels"
-)
-
-func equalMetadataIgnoringOwned(a, b map[string]any) bool {
-	skip := func(k string) bool { return k == "resourceVersion" || k == "managedFields" }
-	for k, av := range a {
-		if skip(k) {
-			continue
-		}
-		bv := b[k]
-		switch k {
-		case fieldAnnotations:
-			if !equalStringMapIgnoring(av, bv, v1alpha1.OwnedAnnotations...) {
-				return false
-			}
-		case fieldLabels:
-			if !equalStringMapIgnoring(av, bv, v1alpha1.LabelStatus) {
-				return false
-			}
-		default:
-			if !reflect.DeepEqual(av, bv) {
-				return false
-			}
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok && !skip(k) && k != fieldAnnotations && k != fieldLabels {
-			return false
-		}
-	}
-	// annotations or labels present on one side only: compare against empty.
-	for _, k := range []string{fieldAnnotations, fieldLabels} {
-		if _, ok := a[k]; !ok {
-			if !equalStringMapIgnoring(nil, b[k], append(append([]string{}, v1alpha1.OwnedAnnotations...), v1alpha1.LabelStatus)...) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func equalStringMapIgnoring(a, b any, ignore ...string) bool {
-	am, _ := a.(map[string]any)
-	bm, _ := b.(map[string]any)
-	skip := func(k string) bool {
-		for _, i := range ignore {
-			if k == i {
-				return true
-			}
-		}
-		return false
-	}
-	n := 0
-	for k, v := range am {
-		if skip(k) {
-			continue
-		}
-		n++
-		if bv, ok := bm[k]; !ok || bv != v {
-			return false
-		}
-	}
-	for k := range bm {
-		if !skip(k) {
-			n--
-		}
-	}
-	return n == 0
 }
 
 func newObject(gvk schema.GroupVersionKind) *unstructured.Unstructured {

@@ -1,10 +1,13 @@
-package controller
+// Package metrics defines the operator's Prometheus collectors, served on
+// controller-runtime's metrics endpoint.
+package metrics
 
 import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // The operator's metrics, served on controller-runtime's metrics endpoint
@@ -32,9 +35,9 @@ const (
 
 // Label values of responsibility_applies_total's result.
 const (
-	applySuccess  = "success"
-	applyConflict = "conflict"
-	applyError    = "error"
+	ApplySuccess  = "success"
+	ApplyConflict = "conflict"
+	ApplyError    = "error"
 )
 
 // Metrics are the operator's Prometheus collectors.
@@ -100,7 +103,7 @@ func DefaultMetrics() (*Metrics, error) {
 	defaultMetricsOnce.Do(func() {
 		m := NewMetrics()
 		for _, c := range m.collectors() {
-			if err := metrics.Registry.Register(c); err != nil {
+			if err := crmetrics.Registry.Register(c); err != nil {
 				defaultMetricsErr = err
 				return
 			}
@@ -110,11 +113,24 @@ func DefaultMetrics() (*Metrics, error) {
 	return defaultMetrics, defaultMetricsErr
 }
 
+// Watches is what the gauge of watched kinds reads from a running watcher.
+type Watches interface {
+	WatchedKinds() []schema.GroupVersionKind
+	Synced(gvk schema.GroupVersionKind) bool
+}
+
+// AddWatches makes the gauge of watched kinds report w's kinds until
+// RemoveWatches.
+func AddWatches(w Watches) { watches.add(w) }
+
+// RemoveWatches stops reporting w's kinds.
+func RemoveWatches(w Watches) { watches.remove(w) }
+
 // watches reports, at scrape time, every kind the running watchers watch and
 // whether its cache has synced. A process runs one manager; tests run
 // several in turn, each adding its watcher while it runs.
 var watches = &watchCollector{
-	watchers: map[*Watcher]bool{},
+	watchers: map[Watches]bool{},
 	desc: prometheus.NewDesc(
 		WatchSyncedMetric,
 		"1 for a watched kind whose cache has synced, 0 while it syncs.",
@@ -123,17 +139,17 @@ var watches = &watchCollector{
 
 type watchCollector struct {
 	mu       sync.Mutex
-	watchers map[*Watcher]bool
+	watchers map[Watches]bool
 	desc     *prometheus.Desc
 }
 
-func (c *watchCollector) add(w *Watcher) {
+func (c *watchCollector) add(w Watches) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.watchers[w] = true
 }
 
-func (c *watchCollector) remove(w *Watcher) {
+func (c *watchCollector) remove(w Watches) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.watchers, w)

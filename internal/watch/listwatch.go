@@ -1,4 +1,4 @@
-package controller
+package watch
 
 import (
 	"context"
@@ -185,3 +185,10 @@ type decodedInformer struct {
 
 // SetTransform does nothing: see decodedInformer.
 func (*decodedInformer) SetTransform(toolscache.TransformFunc) error { return nil }
+
+// Projecting reports whether an informer of a cache made by NewCache lists
+// and watches through the projecting decoder.
+func Projecting(informer any) bool {
+	_, ok := informer.(*decodedInformer)
+	return ok
+}

@@ -1,4 +1,6 @@
-package controller
+// Package registry holds the compiled models the operator applies, indexed
+// by the kinds they target and the kinds they read.
+package registry
 
 import (
 	"sort"
@@ -8,20 +10,6 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
-
-// WorkloadKey identifies one target object: its kind, namespace and name.
-type WorkloadKey struct {
-	GVK       schema.GroupVersionKind
-	Namespace string
-	Name      string
-}
-
-func (k WorkloadKey) String() string {
-	if k.Namespace == "" {
-		return k.GVK.Kind + "/" + k.Name
-	}
-	return k.GVK.Kind + "/" + k.Namespace + "/" + k.Name
-}
 
 // Registry holds the compiled models the workload reconciler applies, indexed
 // by the kinds they target and read. The model reconciler writes it; every

@@ -1,6 +1,7 @@
-package controller
+package ledger
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // tallyResult builds an evaluation result from model → duty → state, in the
@@ -26,8 +28,8 @@ func tallyResult(states map[string]map[string]v1alpha1.DutyState) evaluate.Resul
 
 func TestTally(t *testing.T) {
 	gvk := schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Database"}
-	a := WorkloadKey{GVK: gvk, Namespace: "team-a", Name: "a"}
-	b := WorkloadKey{GVK: gvk, Namespace: "team-a", Name: "b"}
+	a := watch.Key{GVK: gvk, Namespace: "team-a", Name: "a"}
+	b := watch.Key{GVK: gvk, Namespace: "team-a", Name: "b"}
 	met, unmet := v1alpha1.DutyMet, v1alpha1.DutyUnmet
 
 	type count struct {
@@ -35,7 +37,7 @@ func TestTally(t *testing.T) {
 		duties         []v1alpha1.DutyStatus
 	}
 	type step struct {
-		key    WorkloadKey
+		key    watch.Key
 		states map[string]map[string]v1alpha1.DutyState // nil: Forget
 		// changed are the models whose counts the step changes.
 		changed []string
@@ -137,4 +139,50 @@ func TestTally(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTallyFailures(t *testing.T) {
+	gvk := schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Database"}
+	a := watch.Key{GVK: gvk, Namespace: "team-a", Name: "a"}
+	b := watch.Key{GVK: gvk, Namespace: "team-b", Name: "b"}
+	states := map[string]map[string]v1alpha1.DutyState{"db": {"tls": v1alpha1.DutyMet}, "ops": {"alerts": v1alpha1.DutyUnmet}}
+	var changed []string
+	tally := NewTally(func(model string) { changed = append(changed, model) })
+	check := func(step string, model string, matched, failed int32, example string) {
+		t.Helper()
+		m, _, _ := tally.Counts(model)
+		n, ex := tally.Failures(model)
+		if m != matched || n != failed || ex != example {
+			t.Errorf("%s: %s matched %d, failed %d (%q); want %d, %d (%q)", step, model, m, n, ex, matched, failed, example)
+		}
+	}
+
+	tally.Record(a, tallyResult(states))
+	tally.Record(b, tallyResult(states))
+	changed = nil
+	tally.Failed(b, tallyResult(states), errors.New("too large"))
+	check("b refused", "db", 1, 1, "Database/team-b/b: too large")
+	check("b refused", "ops", 1, 1, "Database/team-b/b: too large")
+	if want := []string{"db", "ops"}; !slices.Equal(sortedUnique(changed), want) {
+		t.Errorf("b refused: changed %v, want %v", changed, want)
+	}
+
+	tally.Failed(a, tallyResult(map[string]map[string]v1alpha1.DutyState{"db": {"tls": v1alpha1.DutyMet}}), errors.New("denied"))
+	check("a refused too", "db", 0, 2, "Database/team-a/a: denied")
+	check("a refused too", "ops", 0, 1, "Database/team-b/b: too large")
+
+	tally.Record(a, tallyResult(states))
+	check("a written", "db", 1, 1, "Database/team-b/b: too large")
+	tally.Forget(b)
+	check("b deleted", "db", 1, 0, "")
+	check("b deleted", "ops", 1, 0, "")
+	tally.Failed(b, tallyResult(states), errors.New("too large"))
+	tally.Reset()
+	check("reset", "db", 0, 0, "")
+}
+
+func sortedUnique(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
