@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -54,8 +55,8 @@ func run() error {
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized through the API server.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoint for profiling, e.g. 127.0.0.1:6060 (unauthenticated: bind it to loopback); 0 disables it.")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica writes.")
-	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease (default: the pod's own namespace; required outside a cluster).")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica writes (the deployment manifests turn it on).")
+	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease (default: the pod's own namespace; outside a cluster, the kubeconfig context's namespace).")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a follower waits after the leader's last renewal before it takes the lease over (a killed leader's downtime).")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership and exits; less than the lease duration.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
@@ -111,6 +112,14 @@ func run() error {
 	}
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if leaderElect && leaderElectNamespace == "" {
+		if leaderElectNamespace, err = outOfClusterNamespace(); err != nil {
+			return fmt.Errorf("--leader-elect-namespace: %w", err)
+		}
+		if leaderElectNamespace != "" {
+			setupLog.Info("leader election outside a cluster: the Lease is in the kubeconfig context's namespace", "namespace", leaderElectNamespace)
+		}
 	}
 	// The cache keeps of each watched object only what the models read.
 	projections := watch.NewProjections()
@@ -176,4 +185,28 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// serviceAccountNamespace is where a pod finds its own namespace, which
+// controller-runtime reads for the leader election Lease.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// outOfClusterNamespace returns the namespace of the kubeconfig's current
+// context ("default" when it names none) when the manager runs outside a
+// pod, as kubectl would use; "" inside a pod, where controller-runtime uses
+// the pod's namespace.
+func outOfClusterNamespace() (string, error) {
+	if _, err := os.Stat(serviceAccountNamespace); err == nil {
+		return "", nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	// controller-runtime's --kubeconfig flag, as ctrl.GetConfig reads it.
+	if f := flag.Lookup("kubeconfig"); f != nil && f.Value.String() != "" {
+		rules.ExplicitPath = f.Value.String()
+	}
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil {
+		return "", fmt.Errorf("read the kubeconfig's namespace: %w", err)
+	}
+	return ns, nil
 }

@@ -70,7 +70,6 @@ func StartOperator(opts OperatorOptions) (*Operator, error) {
 	}
 	args := []string{
 		"--kubeconfig=" + opts.Kubeconfig,
-		"--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", o.MetricsPort),
 		"--metrics-secure=false",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", o.ProbePort),

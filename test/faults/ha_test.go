@@ -2,8 +2,12 @@ package faults
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
@@ -235,4 +239,60 @@ func (e *env) apiServerWrites(resource string) float64 {
 	}
 	return fams.Sum("apiserver_request_total", map[string]string{"resource": resource, "verb": "APPLY"}) +
 		fams.Sum("apiserver_request_total", map[string]string{"resource": resource, "verb": "PATCH"})
+}
+
+// TestLeaderElectionOutsideACluster runs the manager binary as a user runs
+// it from a workstation: with a kubeconfig and no pod around it. Without
+// flags it runs without leader election (the deployment manifests turn it
+// on) and creates no Lease; with --leader-elect alone it puts the Lease in
+// the kubeconfig context's namespace, as kubectl would use.
+//
+// It fails if the manager needs --leader-elect-namespace outside a cluster
+// ("unable to find leader election namespace") or puts the Lease elsewhere.
+func TestLeaderElectionOutsideACluster(t *testing.T) {
+	e := startCluster(t, false)
+	ctx := t.Context()
+	const ns = "ops"
+	e.namespace(ns, nil)
+	kubeconfig := filepath.Join(e.dir, "kubeconfig-ops")
+	raw, err := os.ReadFile(e.cluster.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubeconfig, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.kubectl("", "config", "set-context", "--current", "--namespace="+ns, "--kubeconfig="+kubeconfig)
+
+	leases := func() []string {
+		list := &coordinationv1.LeaseList{}
+		if err := e.c.List(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range list.Items {
+			if l.Name == leaseName {
+				out = append(out, l.Namespace+"/"+l.Name)
+			}
+		}
+		return out
+	}
+	plain := e.startOperator("no-election", "--kubeconfig="+kubeconfig)
+	e.waitReady(plain)
+	if got := leases(); len(got) != 0 {
+		t.Errorf("without --leader-elect the manager created the Lease %v", got)
+	}
+	if err := plain.Stop(); err != nil {
+		t.Errorf("stop the operator: %v", err)
+	}
+
+	elected := e.startOperator("election", "--kubeconfig="+kubeconfig, "--leader-elect")
+	e.waitReady(elected)
+	eventually(t, 30*time.Second, "the manager takes the Lease in the kubeconfig context's namespace", func() (bool, string) {
+		got := leases()
+		return len(got) == 1 && got[0] == ns+"/"+leaseName, fmt.Sprintf("leases %v", got)
+	})
+	if exited, err := elected.Exited(); exited {
+		t.Fatalf("the operator exited: %v", err)
+	}
 }
