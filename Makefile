@@ -118,7 +118,7 @@ build: ## Build the manager binary into bin/.
 
 .PHONY: run
 run: manifests ## Run the operator against the current kubeconfig.
-	go run ./cmd/manager --leader-elect=false --enable-webhook=false
+	go run ./cmd/manager --enable-webhook=false
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
