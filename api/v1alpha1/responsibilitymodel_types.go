@@ -69,6 +69,63 @@ type ResponsibilityModelSpec struct {
 	// +kubebuilder:default=Allowed
 	// +optional
 	Waivers WaiverPolicy `json:"waivers,omitempty"`
+
+	// WaiverExpiry constrains the expiry a waiver annotation carries
+	// (responsibility.io/waive.<duty>: "expires <RFC 3339 time>: <reason>").
+	// Absent, a waiver may carry an expiry or not.
+	// +optional
+	WaiverExpiry *WaiverExpiry `json:"waiverExpiry,omitempty"`
+
+	// Parameters are values the rules and message expressions read as
+	// params.<name> (strings), so that a platform team can tune a duty, a
+	// backup's maximum age say, without editing CEL: a rule reads
+	// duration(params.backupMaxAge).
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Parameters []Parameter `json:"parameters,omitempty"`
+
+	// RecheckInterval is how often the objects this model matches are
+	// evaluated again, without any change to them, when a rule or message of
+	// the model reads `now` (a duty that turns unmet as time passes, such as
+	// "the last successful backup is less than a day old"). Each object is
+	// re-checked at its own point in the interval, so that many objects do
+	// not evaluate at once. Models whose rules do not read `now` are never
+	// re-checked. Default 5m; at least 10s.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="recheckInterval must be at least 10s"
+	// +optional
+	RecheckInterval *metav1.Duration `json:"recheckInterval,omitempty"`
+}
+
+// WaiverExpiry constrains the expiry of a model's waivers.
+type WaiverExpiry struct {
+	// Required ignores (and reports) a waiver without an expiry.
+	// +optional
+	Required bool `json:"required,omitempty"`
+
+	// MaxDuration ignores (and reports) a waiver that expires further than
+	// this from now, e.g. "2160h" for 90 days.
+	// +optional
+	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
+}
+
+// Parameter is a named value the rules of a model read as params.<name>.
+type Parameter struct {
+	// Name of the parameter in rules: params.<name>. A CEL identifier.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	Name string `json:"name"`
+
+	// Value, a string; a rule converts it (duration(params.x), int(params.x)).
+	// +kubebuilder:validation:MaxLength=1024
+	Value string `json:"value"`
+
+	// Description says what the parameter tunes, for the platform team.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
 }
 
 // Target selects objects of one kind.
@@ -140,8 +197,11 @@ type Duty struct {
 
 	// Rule is a CEL expression that is true when the duty is met. It can read
 	// `object` (the target object), `namespaceObject` (its Namespace, null for
-	// cluster-scoped objects) and `related.<name>` (lists of the related objects
-	// declared below). An evaluation error makes the duty Unknown, never Met.
+	// cluster-scoped objects), `related.<name>` (lists of the related objects
+	// declared below), `params.<name>` (the model's parameters) and `now`
+	// (a timestamp, the time of the evaluation: a rule that reads it is
+	// evaluated again every spec.recheckInterval). An evaluation error makes
+	// the duty Unknown, never Met.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=4096
 	Rule string `json:"rule"`

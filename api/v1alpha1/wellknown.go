@@ -52,6 +52,11 @@ const (
 // duty: responsibility.io/waive.<duty>: "<reason>". The operator never writes it.
 const AnnotationWaivePrefix = Prefix + "waive."
 
+// WaiverExpiresPrefix starts the value of a waiver annotation that expires:
+// responsibility.io/waive.<duty>: "expires 2027-03-31T00:00:00Z: <reason>".
+// From that instant the waiver no longer applies.
+const WaiverExpiresPrefix = "expires "
+
 // DutyState is the state of one customer duty on one object.
 type DutyState string
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -258,6 +259,6 @@ func (o *oracle) want(obj *unstructured.Unstructured) uint64 {
 // desired returns the annotations and labels the operator must write.
 func (o *oracle) desired(obj *unstructured.Unstructured) (annotations, labels map[string]string) {
 	// The lister never fails and is always complete.
-	res, _, _ := evaluate.EvaluateWorkload(o.models, obj, o.namespaces[obj.GetNamespace()], o.related)
+	res, _, _ := evaluate.EvaluateWorkload(o.models, obj, o.namespaces[obj.GetNamespace()], o.related, time.Now())
 	return res.Annotations, res.Labels
 }

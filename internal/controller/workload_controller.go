@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	// Each getter copies the whole map out of the object: once each.
 	annotations, labels := obj.GetAnnotations(), obj.GetLabels()
 	start := time.Now()
-	res, complete, err := evaluate.EvaluateWorkload(r.Registry.ModelsFor(key.GVK), obj, nsObj, r.Watcher.Related)
+	res, complete, err := evaluate.EvaluateWorkload(r.Registry.ModelsFor(key.GVK), obj, nsObj, r.Watcher.Related, start)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("evaluate %s: %w", key, err)
 	}
@@ -141,7 +142,30 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)
 	r.namespaceChanged(key.Namespace)
-	return reconcile.Result{}, nil
+	return reconcile.Result{RequeueAfter: nextCheck(key, res, start)}, nil
+}
+
+// nextCheck is how long until an object is evaluated again with nothing
+// changed, 0 for never: when a waiver's expiry changes its result, or, if
+// a duty reads `now`, at the object's own point in the re-check interval,
+// whichever comes first. The point is a hash of the object's key: the
+// objects of a model are re-checked once per interval each, spread evenly
+// over it, rather than all at once.
+func nextCheck(key watch.Key, res evaluate.Result, now time.Time) time.Duration {
+	var wait time.Duration
+	if interval := res.Recheck; interval > 0 {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(key.String()))
+		phase := int64(h.Sum64() % uint64(interval))
+		wait = interval - time.Duration((now.UnixNano()-phase)%int64(interval))
+	}
+	if !res.NextChange.IsZero() {
+		until := max(res.NextChange.Sub(now), time.Millisecond)
+		if wait == 0 || until < wait {
+			wait = until
+		}
+	}
+	return wait
 }
 
 // applyFailed handles a write the API server did not take. An object

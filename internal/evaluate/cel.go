@@ -3,7 +3,7 @@ package evaluate
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/google/cel-go/cel"
@@ -23,6 +23,8 @@ const (
 	VarObject          = "object"
 	VarNamespaceObject = "namespaceObject"
 	VarRelated         = "related"
+	VarParams          = "params"
+	VarNow             = "now"
 )
 
 // RuleCostLimit bounds the cost of one evaluation of one rule, in CEL cost
@@ -53,6 +55,7 @@ func baseEnv() (*environment.EnvSet, error) {
 				EnvOptions: []cel.EnvOption{
 					cel.Variable(VarObject, cel.DynType),
 					cel.Variable(VarNamespaceObject, cel.DynType),
+					cel.Variable(VarNow, cel.TimestampType),
 				},
 			},
 			environment.StrictCostOpt,
@@ -74,9 +77,10 @@ type ruleEnvs struct {
 }
 
 // ruleEnv extends the base environments with `related`, an object whose
-// fields are exactly the declared related lists, so that a misspelt name is a
+// fields are exactly the declared related lists, and `params`, one whose
+// fields are the model's parameters (strings), so that a misspelt name is a
 // compile error rather than a run-time Unknown.
-func ruleEnv(relatedNames []string) (ruleEnvs, error) {
+func ruleEnv(relatedNames, paramNames []string) (ruleEnvs, error) {
 	base, err := baseEnv()
 	if err != nil {
 		return ruleEnvs{}, fmt.Errorf("build CEL environment: %w", err)
@@ -85,41 +89,43 @@ func ruleEnv(relatedNames []string) (ruleEnvs, error) {
 	if err != nil {
 		return ruleEnvs{}, err
 	}
-	relatedType := relatedDeclType(relatedNames)
+	relatedType := objectDeclType("responsibility.Related", relatedNames, apiservercel.NewListType(apiservercel.DynType, -1))
+	paramsType := objectDeclType("responsibility.Params", paramNames, apiservercel.StringType)
+	vars := []cel.EnvOption{cel.Variable(VarRelated, relatedType.CelType()), cel.Variable(VarParams, paramsType.CelType())}
 	set, err := base.Extend(environment.VersionedOptions{
 		IntroducedVersion: version.MajorMinor(1, 0),
-		EnvOptions:        []cel.EnvOption{cel.Variable(VarRelated, relatedType.CelType())},
-		DeclTypes:         []*apiservercel.DeclType{relatedType},
+		EnvOptions:        vars,
+		DeclTypes:         []*apiservercel.DeclType{relatedType, paramsType},
 	})
 	if err != nil {
-		return ruleEnvs{}, fmt.Errorf("declare related lists %v: %w", relatedNames, err)
+		return ruleEnvs{}, fmt.Errorf("declare related lists %v and parameters %v: %w", relatedNames, paramNames, err)
 	}
 	checked, err := set.Env(environment.StoredExpressions)
 	if err != nil {
 		return ruleEnvs{}, fmt.Errorf("build CEL environment: %w", err)
 	}
-	// The same declaration, made the way EnvSet.Extend makes it.
-	provider := apiservercel.NewDeclTypeProvider(relatedType)
+	// The same declarations, made the way EnvSet.Extend makes them.
+	provider := apiservercel.NewDeclTypeProvider(relatedType, paramsType)
 	provider.SetRecognizeKeywordAsFieldName(true)
 	providerOpts, err := provider.EnvOptions(untrackedBase.CELTypeProvider())
 	if err != nil {
-		return ruleEnvs{}, fmt.Errorf("declare related lists %v: %w", relatedNames, err)
+		return ruleEnvs{}, fmt.Errorf("declare related lists %v and parameters %v: %w", relatedNames, paramNames, err)
 	}
-	untracked, err := untrackedBase.Extend(append(providerOpts, cel.Variable(VarRelated, relatedType.CelType()))...)
+	untracked, err := untrackedBase.Extend(append(providerOpts, vars...)...)
 	if err != nil {
-		return ruleEnvs{}, fmt.Errorf("declare related lists %v: %w", relatedNames, err)
+		return ruleEnvs{}, fmt.Errorf("declare related lists %v and parameters %v: %w", relatedNames, paramNames, err)
 	}
 	return ruleEnvs{checked: checked, untracked: untracked}, nil
 }
 
-func relatedDeclType(relatedNames []string) *apiservercel.DeclType {
-	names := append([]string(nil), relatedNames...)
-	sort.Strings(names)
+// objectDeclType is an object type with one field of type t per name.
+func objectDeclType(typeName string, names []string, t *apiservercel.DeclType) *apiservercel.DeclType {
+	names = slices.Sorted(slices.Values(names))
 	fields := make(map[string]*apiservercel.DeclField, len(names))
 	for _, n := range names {
-		fields[n] = apiservercel.NewDeclField(n, apiservercel.NewListType(apiservercel.DynType, -1), true, nil, nil)
+		fields[n] = apiservercel.NewDeclField(n, t, true, nil, nil)
 	}
-	return apiservercel.NewObjectType("responsibility.Related", fields)
+	return apiservercel.NewObjectType(typeName, fields)
 }
 
 var (
@@ -158,6 +164,7 @@ func untrackedEnv() (*cel.Env, error) {
 			library.Lists(library.ListsVersion(1)),
 			cel.Variable(VarObject, cel.DynType),
 			cel.Variable(VarNamespaceObject, cel.DynType),
+			cel.Variable(VarNow, cel.TimestampType),
 		)
 	})
 	if untrackedEnvErr != nil {
@@ -188,6 +195,9 @@ type program struct {
 	// object and related are what the expression reads of its variables
 	// (see readFields).
 	object, related *Fields
+	// readsNow is whether the expression reads `now`: its result can change
+	// with time alone.
+	readsNow bool
 }
 
 // pick returns the program to run on act.
@@ -244,7 +254,7 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (p *program, er
 	}
 	p = &program{kind: kind}
 	var paths map[int64][]string
-	p.object, p.related, paths = readFields(ast.NativeRep())
+	p.object, p.related, paths, p.readsNow = readFields(ast.NativeRep())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}
@@ -291,6 +301,8 @@ func untrackedBounds(env *cel.Env, ast *cel.Ast, object *Fields, paths map[int64
 type activation struct {
 	object    any
 	namespace any
+	now       types.Timestamp
+	params    map[string]any
 	related   map[string]any
 	// relatedItems is the length of the longest list in related.
 	relatedItems int
@@ -304,6 +316,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.namespace, true
 	case VarRelated:
 		return a.related, true
+	case VarParams:
+		return a.params, true
+	case VarNow:
+		return a.now, true
 	}
 	return nil, false
 }

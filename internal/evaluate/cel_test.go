@@ -14,7 +14,7 @@ import (
 // must still declare the same functions with the same overloads, or a rule
 // planned without the cost tracker would miss a function.
 func TestUntrackedEnvMatches(t *testing.T) {
-	envs, err := ruleEnv([]string{"schedules"})
+	envs, err := ruleEnv([]string{"schedules"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/google/cel-go/common/types"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -28,6 +30,9 @@ type Input struct {
 	// matching models declared as related: of the object's namespace for a
 	// source without a namespace, of the named namespace otherwise.
 	Related map[RelatedSource][]map[string]any
+	// Now is the time of the evaluation: the rules' `now`, and the instant
+	// waivers' expiries are compared with.
+	Now time.Time
 }
 
 // DutyResult is the state of one duty of one model on one object.
@@ -51,6 +56,14 @@ type Result struct {
 	Labels map[string]string
 	// IgnoredWaivers are waiver annotations that had no effect, with the reason.
 	IgnoredWaivers []IgnoredWaiver
+	// Recheck is how often the object is to be evaluated again with nothing
+	// changed, because a duty of a matching model reads `now` (the
+	// shortest of those models' intervals); 0 when no duty does.
+	Recheck time.Duration
+	// NextChange is the next instant at which the result changes with time
+	// alone, for a reason known now: a waiver that expires, or one that
+	// comes within its model's maximum duration. Zero when there is none.
+	NextChange time.Time
 }
 
 // IgnoredWaiver is a waiver annotation that did not apply.
@@ -91,7 +104,7 @@ func Evaluate(matched []*Model, in Input) Result {
 	waivers := waiversOf(objAnnotations)
 	usedWaivers := map[string]bool{}
 
-	act := &activation{object: in.Object}
+	act := &activation{object: in.Object, now: types.Timestamp{Time: in.Now}}
 	if in.Namespace != nil {
 		act.namespace = in.Namespace
 	}
@@ -109,24 +122,27 @@ func Evaluate(matched []*Model, in Input) Result {
 		names = append(names, m.Name)
 		providers = appendUnique(providers, m.Provider)
 		services = append(services, m.Service)
+		if m.Recheck > 0 && (res.Recheck == 0 || m.Recheck < res.Recheck) {
+			res.Recheck = m.Recheck
+		}
+		act.params = m.params
 
 		for _, d := range m.Duties {
 			act.related, act.relatedItems = relatedFor(d, in.Related)
 			dr := evaluateDuty(m, d, act)
-			if dr.State == v1alpha1.DutyUnmet {
-				if reason, ok := waivers[d.Name]; ok {
-					usedWaivers[d.Name] = true
-					if m.WaiversAllowed {
-						dr.State, dr.Message = v1alpha1.DutyWaived, "waived: "+reason
-					} else {
-						res.IgnoredWaivers = append(res.IgnoredWaivers, IgnoredWaiver{
-							Duty:   d.Name,
-							Reason: fmt.Sprintf("model %s forbids waivers", m.Name),
-						})
-					}
-				}
-			} else if _, ok := waivers[d.Name]; ok {
+			raw, waived := waivers[d.Name]
+			if waived {
 				usedWaivers[d.Name] = true
+			}
+			if dr.State == v1alpha1.DutyUnmet && waived {
+				w := parseWaiver(raw)
+				if why, next := m.refuses(w, in.Now); why != "" {
+					res.IgnoredWaivers = append(res.IgnoredWaivers, IgnoredWaiver{Duty: d.Name, Reason: why})
+					res.noteChange(next)
+				} else {
+					dr.State, dr.Message = v1alpha1.DutyWaived, w.message()
+					res.noteChange(w.expires)
+				}
 			}
 			res.Duties = append(res.Duties, dr)
 		}
@@ -432,6 +448,63 @@ func OwnedMetadataEqual(annotations, objLabels map[string]string, r Result) bool
 	want, wantOK := r.Labels[v1alpha1.LabelStatus]
 	have, haveOK := objLabels[v1alpha1.LabelStatus]
 	return wantOK == haveOK && want == have
+}
+
+// waiver is a parsed waiver annotation.
+type waiver struct {
+	reason string
+	// expires is when the waiver stops applying; zero when it does not.
+	expires time.Time
+	// badExpiry is the expiry text that is not a time, if any.
+	badExpiry string
+}
+
+// parseWaiver reads a waiver annotation's value: "<reason>", or
+// "expires <RFC 3339 time>: <reason>".
+func parseWaiver(v string) waiver {
+	rest, ok := strings.CutPrefix(v, v1alpha1.WaiverExpiresPrefix)
+	if !ok {
+		return waiver{reason: v}
+	}
+	at, reason, _ := strings.Cut(rest, ": ")
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(at))
+	if err != nil {
+		return waiver{reason: reason, badExpiry: at}
+	}
+	return waiver{reason: reason, expires: t.UTC()}
+}
+
+// message is the duty message of a duty the waiver applies to.
+func (w waiver) message() string {
+	if w.expires.IsZero() {
+		return "waived: " + w.reason
+	}
+	return "waived until " + w.expires.Format(time.RFC3339) + ": " + w.reason
+}
+
+// refuses says why the model does not accept a waiver at now ("" when it
+// does), and when that may change with time alone (zero when it will not).
+func (m *Model) refuses(w waiver, now time.Time) (why string, next time.Time) {
+	switch {
+	case !m.WaiversAllowed:
+		return fmt.Sprintf("model %s forbids waivers", m.Name), time.Time{}
+	case w.badExpiry != "":
+		return fmt.Sprintf("its expiry %q is not an RFC 3339 time (%s2027-03-31T00:00:00Z: <reason>)", w.badExpiry, v1alpha1.WaiverExpiresPrefix), time.Time{}
+	case w.expires.IsZero() && m.WaiverExpiryRequired:
+		return fmt.Sprintf("model %s requires an expiry (%s<RFC 3339 time>: <reason>)", m.Name, v1alpha1.WaiverExpiresPrefix), time.Time{}
+	case !w.expires.IsZero() && !now.Before(w.expires):
+		return "it expired at " + w.expires.Format(time.RFC3339), time.Time{}
+	case !w.expires.IsZero() && m.WaiverMaxDuration > 0 && w.expires.Sub(now) > m.WaiverMaxDuration:
+		return fmt.Sprintf("it expires more than %s from now, the most model %s allows", m.WaiverMaxDuration, m.Name), w.expires.Add(-m.WaiverMaxDuration)
+	}
+	return "", time.Time{}
+}
+
+// noteChange keeps the earliest instant at which the result changes.
+func (r *Result) noteChange(t time.Time) {
+	if !t.IsZero() && (r.NextChange.IsZero() || t.Before(r.NextChange)) {
+		r.NextChange = t
+	}
 }
 
 func waiversOf(annotations map[string]string) map[string]string {

@@ -222,10 +222,10 @@ func (f *Fields) project(v any) any {
 // cost estimator sizes them (see sizeBounds), and because they are recorded
 // by the same walk that builds object, every value it sizes is one
 // fitsObject measures.
-func readFields(a *celast.AST) (object, related *Fields, paths map[int64][]string) {
+func readFields(a *celast.AST) (object, related *Fields, paths map[int64][]string, readsNow bool) {
 	r := &fieldReader{refs: a.ReferenceMap(), object: &Fields{}, related: &Fields{}, paths: map[int64][]string{}}
 	r.keep(r.read(a.Expr(), nil))
-	return r.object, r.related, r.paths
+	return r.object, r.related, r.paths, r.now
 }
 
 // relatedElements is what related (as readFields returns it) reads of each
@@ -250,6 +250,9 @@ type fieldReader struct {
 	object, related *Fields
 	// paths are the paths into object of the expressions read so far.
 	paths map[int64][]string
+	// now is whether the expression reads the variable now (not a
+	// comprehension's variable of that name).
+	now bool
 }
 
 // scope binds the variables of the enclosing comprehensions: to the part of
@@ -318,6 +321,8 @@ func (r *fieldReader) read(e celast.Expr, s *scope) *Fields {
 			return r.at(e.ID(), []string{VarObject}, r.object)
 		case VarRelated:
 			return r.related
+		case VarNow:
+			r.now = true
 		}
 		return nil
 	case celast.SelectKind:

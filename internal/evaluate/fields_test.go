@@ -6,7 +6,7 @@ import (
 )
 
 func TestReadFields(t *testing.T) {
-	envs, err := ruleEnv([]string{"schedules", "snapshots"})
+	envs, err := ruleEnv([]string{"schedules", "snapshots"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

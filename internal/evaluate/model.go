@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +25,16 @@ type Model struct {
 	// Duties of every area, in the order of the spec.
 	Duties         []*Duty
 	WaiversAllowed bool
+	// WaiverExpiryRequired and WaiverMaxDuration (0: any) constrain the
+	// expiry of waivers.
+	WaiverExpiryRequired bool
+	WaiverMaxDuration    time.Duration
+	// Recheck is how often an object the model matches is evaluated again
+	// when a duty reads `now`; 0 when none does.
+	Recheck time.Duration
+
+	// params are the parameters as the rules read them.
+	params map[string]any
 
 	// matrixJSON is this model's entry of the matrix annotation, and
 	// matrix the whole annotation when it is the only model matched.
@@ -60,6 +71,11 @@ type Duty struct {
 
 	rule        *program
 	messageExpr *program
+}
+
+// ReadsNow reports whether the duty's rule or message reads `now`.
+func (d *Duty) ReadsNow() bool {
+	return d.rule.readsNow || (d.messageExpr != nil && d.messageExpr.readsNow)
 }
 
 // Related is a declared list of related objects.
@@ -101,6 +117,31 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 	fail := func(path, format string, args ...any) {
 		errs = append(errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
+	if we := rm.Spec.WaiverExpiry; we != nil {
+		m.WaiverExpiryRequired = we.Required
+		if we.MaxDuration != nil {
+			if we.MaxDuration.Duration <= 0 {
+				fail("spec.waiverExpiry.maxDuration", "must be positive, got %s", we.MaxDuration.Duration)
+			}
+			m.WaiverMaxDuration = we.MaxDuration.Duration
+		}
+	}
+	m.params = make(map[string]any, len(rm.Spec.Parameters))
+	paramNames := make([]string, 0, len(rm.Spec.Parameters))
+	for i, p := range rm.Spec.Parameters {
+		if _, dup := m.params[p.Name]; dup {
+			fail(fmt.Sprintf("spec.parameters[%d].name", i), "duplicate parameter %q", p.Name)
+		}
+		m.params[p.Name] = p.Value
+		paramNames = append(paramNames, p.Name)
+	}
+	recheck := DefaultRecheckInterval
+	if rm.Spec.RecheckInterval != nil {
+		recheck = rm.Spec.RecheckInterval.Duration
+		if recheck < MinRecheckInterval {
+			fail("spec.recheckInterval", "must be at least %s, got %s", MinRecheckInterval, recheck)
+		}
+	}
 
 	if len(rm.Spec.Targets) == 0 {
 		fail("spec.targets", "at least one target is required")
@@ -140,7 +181,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 				fail(path+".name", "duplicate duty %q (also in area %q)", d.Name, other)
 			}
 			dutyNames[d.Name] = area.Name
-			duty, derrs := compileDuty(path, area.Name, d)
+			duty, derrs := compileDuty(path, area.Name, d, paramNames)
 			errs = append(errs, derrs...)
 			if duty == nil {
 				continue
@@ -152,6 +193,9 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 				}
 			}
 			m.Duties = append(m.Duties, duty)
+			if duty.ReadsNow() {
+				m.Recheck = recheck
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -190,7 +234,13 @@ func (m *Model) readFields() map[schema.GroupVersionKind]*Fields {
 // a kind it targets or reads as related; nil is the metadata only.
 func (m *Model) Fields(gvk schema.GroupVersionKind) *Fields { return m.fields[gvk] }
 
-func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
+// Re-check intervals of models whose rules read `now`.
+const (
+	DefaultRecheckInterval = 5 * time.Minute
+	MinRecheckInterval     = 10 * time.Second
+)
+
+func compileDuty(path, area string, d v1alpha1.Duty, paramNames []string) (*Duty, []error) {
 	var errs []error
 	duty := &Duty{
 		Name:        d.Name,
@@ -218,7 +268,7 @@ func compileDuty(path, area string, d v1alpha1.Duty) (*Duty, []error) {
 		duty.Related = append(duty.Related, Related{Name: r.Name, GVK: gvk, Selector: sel, Namespace: r.Namespace})
 		relatedNames = append(relatedNames, r.Name)
 	}
-	env, err := ruleEnv(relatedNames)
+	env, err := ruleEnv(relatedNames, paramNames)
 	if err != nil {
 		return nil, append(errs, FieldError{Path: path + ".related", Message: err.Error()})
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -49,20 +50,20 @@ func RelatedInput(matched []*Model, namespace string, list RelatedLister) (relat
 	return related, true, nil
 }
 
-// EvaluateWorkload evaluates one object as the operator does: the models
-// that match its kind, labels and namespace (nsObj, its Namespace object; nil
-// for a cluster-scoped object), with the related objects they read listed
-// through list. complete is false, and nothing is evaluated, while list
+// EvaluateWorkload evaluates one object at now as the operator does: the
+// models that match its kind, labels and namespace (nsObj, its Namespace
+// object; nil for a cluster-scoped object), with the related objects they
+// read listed through list. complete is false, and nothing is evaluated, while list
 // cannot know a related kind yet. The operator, its benchmark's oracle and
 // the tests that predict its writes all evaluate through this one function.
-func EvaluateWorkload(models []*Model, obj *unstructured.Unstructured, nsObj map[string]any, list RelatedLister) (res Result, complete bool, err error) {
+func EvaluateWorkload(models []*Model, obj *unstructured.Unstructured, nsObj map[string]any, list RelatedLister, now time.Time) (res Result, complete bool, err error) {
 	gvk, ns := obj.GroupVersionKind(), obj.GetNamespace()
 	matched := Match(models, gvk, obj.GetLabels(), nsObj, ns != "")
 	related, complete, err := RelatedInput(matched, ns, list)
 	if err != nil || !complete {
 		return Result{}, complete, err
 	}
-	return Evaluate(matched, Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related}), true, nil
+	return Evaluate(matched, Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related, Now: now}), true, nil
 }
 
 // ListerOf is a RelatedLister over a fixed set of objects, which never

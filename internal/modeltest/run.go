@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -145,6 +146,8 @@ func Run(tests []*Test, opts Options) *Report {
 type Scenario struct {
 	Models  []*evaluate.Model
 	Objects []*unstructured.Unstructured
+	// Now is the time of the evaluation.
+	Now time.Time
 }
 
 // Prepare loads a test's models and resources, gives namespaced resources
@@ -155,7 +158,14 @@ func Prepare(t *Test, opts Options) (*Scenario, error) {
 
 func prepare(t *Test, opts Options, models modelCache) (*Scenario, error) {
 	dir := filepath.Dir(t.File)
-	s := &Scenario{}
+	s := &Scenario{Now: time.Now()}
+	if t.Now != "" {
+		now, err := time.Parse(time.RFC3339, t.Now)
+		if err != nil {
+			return nil, fmt.Errorf("now: %w", err)
+		}
+		s.Now = now
+	}
 	for _, p := range t.Models {
 		ms, err := models.load(resolve(dir, p))
 		if err != nil {
@@ -285,7 +295,7 @@ func (s *Scenario) Evaluate() map[ObjectRef]evaluate.Result {
 			nsObj = map[string]any{"apiVersion": "v1", "kind": kindNamespace, "metadata": map[string]any{"name": ns}}
 		}
 		// The lister never fails and is always complete.
-		res, _, _ := evaluate.EvaluateWorkload(s.Models, o, nsObj, list)
+		res, _, _ := evaluate.EvaluateWorkload(s.Models, o, nsObj, list, s.Now)
 		if len(res.Models) > 0 {
 			out[RefOf(o)] = res
 		}

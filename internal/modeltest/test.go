@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
@@ -51,6 +52,11 @@ type Test struct {
 	Resources []string `json:"resources"`
 	// Namespace is given to namespaced resources that name none.
 	Namespace string `json:"namespace,omitempty"`
+	// Now is the time of the evaluation, RFC 3339: what rules read as `now`
+	// and what waivers' expiries are compared with. Absent, the time the
+	// test runs; a test of a rule that reads `now` sets it, so that its
+	// verdicts do not change with the date.
+	Now string `json:"now,omitempty"`
 	// Patches change loaded resources before the evaluation: a JSON merge
 	// patch on one object. A test of a fix patches the failing object with
 	// exactly the change the duty's message asks for.
@@ -234,6 +240,11 @@ func (t *Test) validate() error {
 	if t.Namespace != "" {
 		for _, msg := range validation.IsDNS1123Label(t.Namespace) {
 			errs = append(errs, "namespace: "+msg)
+		}
+	}
+	if t.Now != "" {
+		if _, err := time.Parse(time.RFC3339, t.Now); err != nil {
+			errs = append(errs, fmt.Sprintf("now: %q is not an RFC 3339 time, e.g. 2026-12-03T10:00:00Z", t.Now))
 		}
 	}
 	for i, p := range t.Patches {

@@ -3,6 +3,7 @@ package plugin
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/modeltest"
@@ -25,7 +26,7 @@ type Evaluation struct {
 // objects from the files. matchedNone is true when no model targets any
 // object.
 func evaluateSamples(models []*evaluate.Model, files []string) (out []Evaluation, matchedNone bool, err error) {
-	scenario := &modeltest.Scenario{Models: models}
+	scenario := &modeltest.Scenario{Models: models, Now: time.Now()}
 	var fileOf []string
 	for _, f := range files {
 		docs, err := samples.ReadFile(f)

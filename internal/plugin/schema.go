@@ -54,6 +54,10 @@ var schemaLimits = map[string]fieldLimit{
 	"spec.areas[].duties[].related[].apiVersion": {minLength: 1, maxLength: 253, pattern: patternAPIVersion},
 	"spec.areas[].duties[].related[].kind":       {minLength: 1, maxLength: 63, pattern: patternKind},
 	"spec.areas[].duties[].related[].namespace":  {maxLength: 63, pattern: patternDNSLabel},
+	"spec.parameters":                            {maxItems: 32},
+	"spec.parameters[].name":                     {minLength: 1, maxLength: 63, pattern: patternIdentifier},
+	"spec.parameters[].value":                    {maxLength: 1024},
+	"spec.parameters[].description":              {maxLength: 1024},
 }
 
 var (

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -96,7 +97,7 @@ func (w *world) expect(obj *unstructured.Unstructured) evaluate.Result {
 		nsObj = w.namespaces[ns]
 	}
 	// The lister never fails and is always complete.
-	res, _, _ := evaluate.EvaluateWorkload(w.models, obj, nsObj, w.related)
+	res, _, _ := evaluate.EvaluateWorkload(w.models, obj, nsObj, w.related, time.Now())
 	return res
 }
 
