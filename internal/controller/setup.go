@@ -141,12 +141,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1alpha1.ResponsibilityModel{}).
 		WatchesRawSource(modelQueue.source()).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(
-			func(ctx context.Context, crd client.Object) []reconcile.Request {
-				group := crdGroup(crd.GetName())
-				models.CRDChanged(group)
-				return modelsNeeding(ctx, mgr.GetClient(), group)
-			})).
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, crdHandler(models, mgr.GetClient())).
 		Complete(models)
 	if err != nil {
 		return fmt.Errorf("set up model controller: %w", err)
@@ -210,6 +205,34 @@ func namespaceHandler(w *watch.Watcher, compiled *registry.Registry) handler.Typ
 					log.FromContext(ctx).Error(err, "re-evaluate namespace", "namespace", e.ObjectNew.GetName(), "gvk", gvk.String())
 				}
 			}
+		},
+	}
+}
+
+// crdHandler re-resolves the models that need a kind of a CRD's API group
+// when the CRD is created, changed or deleted. The CRDs of the watch's
+// initial list are no change: every model resolves its kinds on its first
+// reconcile anyway, and counting them would hold every model in the
+// CRD-settle window for its first 30 s.
+func crdHandler(models *ModelReconciler, c client.Client) handler.EventHandler {
+	changed := func(ctx context.Context, crd client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		group := crdGroup(crd.GetName())
+		models.CRDChanged(group)
+		for _, req := range modelsNeeding(ctx, c, group) {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !e.IsInInitialList {
+				changed(ctx, e.Object, q)
+			}
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			changed(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			changed(ctx, e.Object, q)
 		},
 	}
 }
