@@ -245,6 +245,14 @@ func TestWebhookRefusesBrokenRules(t *testing.T) {
 		t.Errorf("create with a non-bool rule: err = %v, want Invalid naming bool", err)
 	}
 
+	// A parameter a rule reads as a duration that is not one (Go durations
+	// have no days) is refused at the parameter, naming the duty.
+	badParam := recentBackupModel("broken-param", "broken", "7d")
+	if err := k8s.Create(ctx, badParam); !apierrors.IsInvalid(err) ||
+		!strings.Contains(err.Error(), "spec.parameters[0].value") || !strings.Contains(err.Error(), "duration(params.maxAge)") {
+		t.Errorf("create with a parameter that is not a duration: err = %v, want Invalid at spec.parameters[0].value", err)
+	}
+
 	// An update that breaks a valid model is refused and the model stays as it was.
 	applyModel(t, dbModel("broken-update", "broken"))
 	for {

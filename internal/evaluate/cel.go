@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
@@ -198,6 +201,9 @@ type program struct {
 	// readsNow is whether the expression reads `now`: its result can change
 	// with time alone.
 	readsNow bool
+	// conversions are the parameters the expression converts, with the
+	// conversion functions (duration, int, ...) applied to each.
+	conversions map[string][]string
 }
 
 // pick returns the program to run on act.
@@ -255,6 +261,7 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (p *program, er
 	p = &program{kind: kind}
 	var paths map[int64][]string
 	p.object, p.related, paths, p.readsNow = readFields(ast.NativeRep())
+	p.conversions = paramConversions(ast.NativeRep().Expr())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}
@@ -266,6 +273,47 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (p *program, er
 		return nil, fmt.Errorf("build program: %w", err)
 	}
 	return p, nil
+}
+
+// paramConversions finds the parameters an expression passes straight to a
+// conversion function, such as duration(params.backupMaxAge): their values
+// can be checked when the model is compiled, not only when a rule fails.
+func paramConversions(e celast.Expr) map[string][]string {
+	var out map[string][]string
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		if _, ok := paramConverters[call.FunctionName()]; !ok || call.IsMemberFunction() || len(call.Args()) != 1 {
+			return
+		}
+		arg := call.Args()[0]
+		if arg.Kind() != celast.SelectKind || arg.AsSelect().IsTestOnly() {
+			return
+		}
+		sel := arg.AsSelect()
+		if op := sel.Operand(); op.Kind() != celast.IdentKind || op.AsIdent() != VarParams {
+			return
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		if !slices.Contains(out[sel.FieldName()], call.FunctionName()) {
+			out[sel.FieldName()] = append(out[sel.FieldName()], call.FunctionName())
+		}
+	}))
+	return out
+}
+
+// paramConverters check a parameter's value the way a CEL conversion
+// function of that name parses it.
+var paramConverters = map[string]func(string) error{
+	"duration":  func(v string) error { _, err := time.ParseDuration(v); return err },
+	"timestamp": func(v string) error { _, err := time.Parse(time.RFC3339, v); return err },
+	"int":       func(v string) error { _, err := strconv.ParseInt(v, 10, 64); return err },
+	"uint":      func(v string) error { _, err := strconv.ParseUint(v, 10, 64); return err },
+	"double":    func(v string) error { _, err := strconv.ParseFloat(v, 64); return err },
 }
 
 // untrackedBounds finds the inputs on which an expression's cost is known

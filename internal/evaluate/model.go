@@ -198,6 +198,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 			}
 		}
 	}
+	errs = append(errs, checkParams(rm.Spec.Parameters, m.Duties)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -233,6 +234,34 @@ func (m *Model) readFields() map[schema.GroupVersionKind]*Fields {
 // Fields returns what the model's rules and messages read of the objects of
 // a kind it targets or reads as related; nil is the metadata only.
 func (m *Model) Fields(gvk schema.GroupVersionKind) *Fields { return m.fields[gvk] }
+
+// checkParams refuses a parameter value that a rule or message converts
+// (duration(params.x), int(params.x), ...) and that would not convert: the
+// duty would otherwise be Unknown on every object.
+func checkParams(params []v1alpha1.Parameter, duties []*Duty) []error {
+	var errs []error
+	for i, p := range params {
+		seen := map[string]bool{}
+		for _, d := range duties {
+			for _, prog := range []*program{d.rule, d.messageExpr} {
+				if prog == nil {
+					continue
+				}
+				for _, fn := range prog.conversions[p.Name] {
+					if seen[fn] {
+						continue
+					}
+					seen[fn] = true
+					if err := paramConverters[fn](p.Value); err != nil {
+						errs = append(errs, FieldError{Path: fmt.Sprintf("spec.parameters[%d].value", i),
+							Message: fmt.Sprintf("%q is not a valid %s, as duty %s reads it with %s(params.%s): %v", p.Value, fn, d.Name, fn, p.Name, err)})
+					}
+				}
+			}
+		}
+	}
+	return errs
+}
 
 // Re-check intervals of models whose rules read `now`.
 const (

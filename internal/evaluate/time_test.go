@@ -48,7 +48,6 @@ func TestRulesReadNowAndParams(t *testing.T) {
 		{"recent for a longer window", withStatus("2026-12-01T12:00:00Z"), "48h", v1alpha1.DutyMet, ""},
 		{"no evidence yet", withStatus(""), "26h", v1alpha1.DutyUnmet, "No backup has succeeded yet"},
 		{"not a time", withStatus("yesterday"), "26h", v1alpha1.DutyUnknown, ""},
-		{"parameter not a duration", withStatus("2026-12-03T02:00:00Z"), "a day", v1alpha1.DutyUnknown, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +115,13 @@ func TestParamsAndRecheckErrors(t *testing.T) {
 		{"a duplicate parameter", evidenceModel(func(rm *v1alpha1.ResponsibilityModel) {
 			rm.Spec.Parameters = append(rm.Spec.Parameters, rm.Spec.Parameters[0])
 		}), `duplicate parameter "backupMaxAge"`},
+		{"a parameter a rule reads as a duration that is not one", evidenceModel(func(rm *v1alpha1.ResponsibilityModel) {
+			rm.Spec.Parameters[0].Value = "7d"
+		}), `spec.parameters[0].value: "7d" is not a valid duration, as duty backup-recent reads it with duration(params.backupMaxAge)`},
+		{"a parameter read as an int that is not one", evidenceModel(func(rm *v1alpha1.ResponsibilityModel) {
+			rm.Spec.Parameters = append(rm.Spec.Parameters, v1alpha1.Parameter{Name: "replicas", Value: "two"})
+			rm.Spec.Areas[0].Duties[0].Rule = `object.spec.?instances.orValue(1) >= int(params.replicas)`
+		}), `spec.parameters[1].value: "two" is not a valid int`},
 		{"a re-check interval under 10s", evidenceModel(func(rm *v1alpha1.ResponsibilityModel) {
 			rm.Spec.RecheckInterval = &metav1.Duration{Duration: time.Second}
 		}), "spec.recheckInterval: must be at least 10s"},
