@@ -309,11 +309,21 @@ func paramConversions(e celast.Expr) map[string][]string {
 // paramConverters check a parameter's value the way a CEL conversion
 // function of that name parses it.
 var paramConverters = map[string]func(string) error{
-	"duration":  func(v string) error { _, err := time.ParseDuration(v); return err },
-	"timestamp": func(v string) error { _, err := time.Parse(time.RFC3339, v); return err },
-	"int":       func(v string) error { _, err := strconv.ParseInt(v, 10, 64); return err },
-	"uint":      func(v string) error { _, err := strconv.ParseUint(v, 10, 64); return err },
-	"double":    func(v string) error { _, err := strconv.ParseFloat(v, 64); return err },
+	"duration": func(v string) error { _, err := time.ParseDuration(v); return wrapParse(err) },
+	"timestamp": func(v string) error {
+		_, err := time.Parse(time.RFC3339, v)
+		return wrapParse(err)
+	},
+	"int":    func(v string) error { _, err := strconv.ParseInt(v, 10, 64); return wrapParse(err) },
+	"uint":   func(v string) error { _, err := strconv.ParseUint(v, 10, 64); return wrapParse(err) },
+	"double": func(v string) error { _, err := strconv.ParseFloat(v, 64); return wrapParse(err) },
+}
+
+func wrapParse(err error) error {
+	if err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	return nil
 }
 
 // untrackedBounds finds the inputs on which an expression's cost is known
