@@ -86,7 +86,7 @@ type ReportReconciler struct {
 	// bursts holds, per namespace, the first and the last change not yet
 	// reported.
 	bursts map[string]burst
-	// urgent holds the namespaces whose report is due at once (see Flush);
+	// urgent holds the namespaces whose report is due at once (see Cleared);
 	// current, when each namespace's reports were last found equal to its
 	// objects.
 	urgent  map[string]bool
