@@ -92,29 +92,11 @@ func (t *Tally) Record(key watch.Key, res evaluate.Result) {
 		st.duties = duties[first:d:d]
 		next[i] = st
 	}
-	t.recovered(key)
-	t.replace(key, next)
+	t.replace(key, next, true)
 }
 
 // Forget removes an object (deleted, or no longer watched).
-func (t *Tally) Forget(key watch.Key) {
-	t.recovered(key)
-	t.replace(key, nil)
-}
-
-// recovered drops an object's failure, if it had one: it was written since,
-// or it is gone.
-func (t *Tally) recovered(key watch.Key) {
-	t.mu.Lock()
-	f, ok := t.failed[key]
-	delete(t.failed, key)
-	t.mu.Unlock()
-	if ok && t.onChange != nil {
-		for _, m := range f.models {
-			t.onChange(m)
-		}
-	}
-}
+func (t *Tally) Forget(key watch.Key) { t.replace(key, nil, true) }
 
 // Failed records that the API server refused to write an object's
 // annotations: its result is not what the object carries, so the object
@@ -130,7 +112,7 @@ func (t *Tally) Failed(key watch.Key, res evaluate.Result, err error) {
 	t.failed[key] = failure{models: models, err: err.Error()}
 	t.mu.Unlock()
 	// What the object carried until now no longer counts.
-	t.replace(key, nil)
+	t.replace(key, nil, false)
 	if t.onChange != nil && (!had || !slices.Equal(prev.models, models)) {
 		for _, m := range append(prev.models, models...) {
 			t.onChange(m)
@@ -161,9 +143,15 @@ func (t *Tally) Failures(model string) (n int32, example string) {
 	return n, example
 }
 
-func (t *Tally) replace(key watch.Key, next []objectState) {
+// replace sets what an object contributes to the counts; recovered also
+// drops its failure, if it had one (it was written since, or it is gone).
+func (t *Tally) replace(key watch.Key, next []objectState, recovered bool) {
 	var changed []string
 	t.mu.Lock()
+	if f, ok := t.failed[key]; ok && recovered {
+		delete(t.failed, key)
+		changed = append(changed, f.models...)
+	}
 	prev := t.objects[key]
 	for _, st := range prev {
 		if n, ok := find(next, st.model); ok && n.equal(st) {
