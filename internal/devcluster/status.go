@@ -34,9 +34,11 @@ func WriteStatus(ctx context.Context, c client.Client, objects []*unstructured.U
 		target.SetName(o.GetName())
 		err = c.Status().Patch(ctx, target, client.RawPatch(types.MergePatchType, patch))
 		if apierrors.IsNotFound(err) && c.Get(ctx, client.ObjectKeyFromObject(target), target) == nil {
-			// A kind without a status subresource (a Velero Schedule) stores
-			// the status with the object itself.
-			err = nil
+			// A kind without a status subresource (a Velero Schedule)
+			// stores the status with the object itself: the create kept
+			// it, and a patch of the object writes this one (the sample's
+			// times moved to now, see samples.Shift).
+			err = c.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch))
 		}
 		if err != nil {
 			return fmt.Errorf("write status of %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)

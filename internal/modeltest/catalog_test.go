@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -33,6 +34,22 @@ func runRequireAll(t *testing.T, dir string) *Report {
 func TestCatalog(t *testing.T) {
 	r := runRequireAll(t, filepath.Join("config", "catalog", "tests"))
 	t.Logf("%d tests, %d results", r.Tests, len(r.Verdicts))
+}
+
+// TestCatalogAtSampleEpoch: the catalog's tests evaluate the samples at
+// the sample epoch, the instant their evidence is dated from, which is what
+// the live tests and `make demo` move to the real now (samples.Load).
+func TestCatalogAtSampleEpoch(t *testing.T) {
+	tests, err := Load([]string{filepath.Join(root, "config", "catalog", "tests")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := samples.Epoch.Format(time.RFC3339)
+	for _, tc := range tests {
+		if tc.Now != want {
+			t.Errorf("%s has now: %q, want the sample epoch %q (internal/samples.Epoch)", tc.Name(), tc.Now, want)
+		}
+	}
 }
 
 // TestSamplesTargeted checks the samples themselves: every good or bad

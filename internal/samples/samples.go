@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -56,9 +57,24 @@ type Set struct {
 	Namespaces map[string]map[string]any
 }
 
+// Epoch is the sample epoch: the samples' evidence (a backup's completion, a
+// snapshot's creation, a certificate's expiry) is dated relative to it, and
+// the catalog's own test (config/catalog/tests) evaluates them at this
+// instant. Load moves those times by the time elapsed since, so that on a
+// live cluster, whose rules read the real `now`, the evidence is exactly as
+// recent as in the test.
+var Epoch = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+
 // Load reads and compiles config/catalog and reads config/samples/workloads
-// below the repository root.
+// below the repository root, with every time in a sample's status moved by
+// the time elapsed since Epoch (see Shift).
 func Load(root string) (*Set, error) {
+	return LoadAt(root, time.Now())
+}
+
+// LoadAt is Load for evaluation at now: the samples' status times are moved
+// by now - Epoch, whole seconds.
+func LoadAt(root string, now time.Time) (*Set, error) {
 	set := &Set{Namespaces: map[string]map[string]any{}}
 	catalog, err := ReadDir(filepath.Join(root, "config", "catalog"))
 	if err != nil {
@@ -81,12 +97,49 @@ func Load(root string) (*Set, error) {
 	if set.Objects, err = ReadDir(filepath.Join(root, "config", "samples", "workloads")); err != nil {
 		return nil, err
 	}
+	by := now.Sub(Epoch).Truncate(time.Second)
+	for _, o := range set.Objects {
+		Shift(o.Object, by)
+	}
 	for _, o := range set.Objects {
 		if o.GetKind() == "Namespace" && o.GetAPIVersion() == "v1" {
 			set.Namespaces[o.GetName()] = o.Object
 		}
 	}
 	return set, nil
+}
+
+// Shift moves every RFC 3339 time in obj's status by d, in place, keeping
+// each value's precision (seconds, or fractions when it had them). Other
+// strings, and everything outside status, are left alone.
+func Shift(obj map[string]any, d time.Duration) {
+	if status, ok := obj["status"]; ok && d != 0 {
+		obj["status"] = shift(status, d)
+	}
+}
+
+func shift(v any, d time.Duration) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = shift(e, d)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = shift(e, d)
+		}
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return v
+		}
+		layout := time.RFC3339
+		if strings.Contains(v, ".") {
+			layout = time.RFC3339Nano
+		}
+		return t.Add(d).UTC().Format(layout)
+	}
+	return v
 }
 
 // Unstructured returns every sample object.
