@@ -459,6 +459,12 @@ type waiver struct {
 	badExpiry string
 }
 
+// WaiverExpiry is the expiry of a waiver annotation's value ("expires <RFC
+// 3339 time>: <reason>"); zero when it has none or it does not parse.
+func WaiverExpiry(value string) time.Time {
+	return parseWaiver(value).expires
+}
+
 // parseWaiver reads a waiver annotation's value: "<reason>", or
 // "expires <RFC 3339 time>: <reason>".
 func parseWaiver(v string) waiver {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
@@ -27,6 +28,10 @@ type DutyRow struct {
 	// Waive says how to waive an unmet duty (the annotation to add), or why
 	// it cannot be waived.
 	Waive string `json:"waive,omitempty"`
+	// WaiverExpires is the expiry of the object's waiver of the duty, when
+	// it has one: in the future on a Waived duty, past on one whose waiver
+	// expired.
+	WaiverExpires *time.Time `json:"waiverExpires,omitempty"`
 }
 
 // annotations is what the operator wrote on an object, read back. An

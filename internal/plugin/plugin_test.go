@@ -9,10 +9,12 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	sampleset "github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
 func TestSanitize(t *testing.T) {
@@ -197,7 +199,9 @@ func TestLintCatalog(t *testing.T) {
 		}
 	}
 	var out, errOut bytes.Buffer
-	o := &Options{Streams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ConfigFlags: genericclioptions.NewConfigFlags(false), Now: time.Now, Output: outputJSON}
+	o := &Options{Streams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ConfigFlags: genericclioptions.NewConfigFlags(false), Output: outputJSON,
+		// The samples' evidence is dated from the sample epoch.
+		Now: func() time.Time { return sampleset.Epoch }}
 	cmd := newRootCommand(o)
 	cmd.SetArgs(append([]string{"lint", "-o", "json"}, args...))
 	if err := cmd.Execute(); err != nil {
@@ -216,4 +220,35 @@ func TestLintCatalog(t *testing.T) {
 		}
 	}
 	t.Logf("%d models, %d sample objects evaluated", len(report.Models), len(report.Objects))
+}
+
+// TestIgnoredWaiversShowExpiry: show says when an ignored waiver expired,
+// and carries each waiver's expiry on its duty row.
+func TestIgnoredWaiversShowExpiry(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion("postgresql.cnpg.io/v1")
+	obj.SetKind("Cluster")
+	obj.SetName("db")
+	obj.SetAnnotations(map[string]string{
+		v1alpha1.AnnotationDuties:            `{"m":{"a":{"state":"Unmet","message":"x"},"b":{"state":"Waived","message":"waived until 2027-01-01T00:00:00Z: later"},"c":{"state":"Unmet","message":"y"}}}`,
+		v1alpha1.AnnotationIgnoredWaivers:    "a,c",
+		v1alpha1.AnnotationWaivePrefix + "a": "expires 2026-12-01T00:00:00Z: migration",
+		v1alpha1.AnnotationWaivePrefix + "b": "expires 2027-01-01T00:00:00Z: later",
+		v1alpha1.AnnotationWaivePrefix + "c": "no expiry, but the model forbids it",
+	})
+	v := newObjectView(obj, nil)
+	if got, want := v.ignoredWaivers(now), "a (expired 2026-12-01T00:00:00Z), c"; got != want {
+		t.Errorf("ignored waivers %q, want %q", got, want)
+	}
+	for _, d := range v.Duties {
+		var got string
+		if d.WaiverExpires != nil {
+			got = d.WaiverExpires.Format(time.RFC3339)
+		}
+		want := map[string]string{"a": "2026-12-01T00:00:00Z", "b": "2027-01-01T00:00:00Z"}[d.Duty]
+		if got != want {
+			t.Errorf("duty %s: waiverExpires %q, want %q", d.Duty, got, want)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
 // maxEvents is how many of an object's most recent events show prints.
@@ -114,9 +115,32 @@ func newObjectView(obj *unstructured.Unstructured, policies map[string]v1alpha1.
 		}
 	}
 	for i := range view.Duties {
-		view.Duties[i].Waive = waiveHint(view.Duties[i], objAnnotations, a.IgnoredWaivers, policies)
+		d := &view.Duties[i]
+		d.Waive = waiveHint(*d, objAnnotations, a.IgnoredWaivers, policies)
+		if exp := evaluate.WaiverExpiry(objAnnotations[v1alpha1.AnnotationWaivePrefix+d.Duty]); !exp.IsZero() {
+			d.WaiverExpires = &exp
+		}
 	}
 	return view
+}
+
+// ignoredWaivers lists the ignored waivers for a person: each duty, with
+// when its waiver expired if that is why.
+func (v ObjectView) ignoredWaivers(now time.Time) string {
+	expired := map[string]time.Time{}
+	for _, d := range v.Duties {
+		if d.WaiverExpires != nil && !now.Before(*d.WaiverExpires) {
+			expired[d.Duty] = *d.WaiverExpires
+		}
+	}
+	out := make([]string, len(v.IgnoredWaivers))
+	for i, duty := range v.IgnoredWaivers {
+		out[i] = duty
+		if at, ok := expired[duty]; ok {
+			out[i] += " (expired " + at.UTC().Format(time.RFC3339) + ")"
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // recentEvents sorts events oldest first and keeps the last maxEvents.
@@ -139,7 +163,7 @@ func (o *Options) printObject(w *printer, v ObjectView) error {
 		"Models", strings.Join(v.Models, ", "),
 		"Provider", v.Provider,
 		"Service", v.Service,
-		"Ignored waivers?", strings.Join(v.IgnoredWaivers, ", "),
+		"Ignored waivers?", v.ignoredWaivers(time.Now()),
 	); err != nil {
 		return err
 	}
