@@ -417,7 +417,7 @@ func (e *env) waitIdle(op *devcluster.Operator, n int) {
 
 // replicateSamples copies every namespaced sample object into killCopies
 // pairs of tenant namespaces (shop-N labelled like shop, legacy-N like
-// legacy), and the Velero Schedule that backs up shop into one per shop-N,
+// legacy), and the Velero Schedule and Backup that back up shop into one per shop-N,
 // so that each copy keeps its sample's promise. It returns the objects,
 // namespaces first, and the status label each copied workload must reach.
 func replicateSamples(t *testing.T, set *samples.Set, copies int) ([]*unstructured.Unstructured, map[string]string) {
@@ -451,16 +451,21 @@ func replicateSamples(t *testing.T, set *samples.Set, copies int) ([]*unstructur
 				if status, ok := workloads[sampleKey(o.Unstructured)]; ok {
 					wantStatus[sampleKey(c)] = status
 				}
-			case o.GetKind() == "Schedule" && o.GetNamespace() == "velero":
+			case o.GetNamespace() == "velero" && (o.GetKind() == "Schedule" || o.GetKind() == "Backup"):
+				// A Schedule's Backups are its spec.template.
+				path := []string{"spec", "includedNamespaces"}
+				if o.GetKind() == "Schedule" {
+					path = []string{"spec", "template", "includedNamespaces"}
+				}
 				c := o.DeepCopy()
 				c.SetName(rename(o.GetName()))
-				included, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "template", "includedNamespaces")
+				included, _, _ := unstructured.NestedStringSlice(c.Object, path...)
 				for j, ns := range included {
 					if tenant(ns) {
 						included[j] = rename(ns)
 					}
 				}
-				if err := unstructured.SetNestedStringSlice(c.Object, included, "spec", "template", "includedNamespaces"); err != nil {
+				if err := unstructured.SetNestedStringSlice(c.Object, included, path...); err != nil {
 					t.Fatal(err)
 				}
 				objects = append(objects, c)
