@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -166,7 +167,9 @@ func (s *apiStore) applyNamespace(ns *unstructured.Unstructured) error {
 func (s *apiStore) cleanup() {
 	for _, o := range s.created {
 		_ = s.c.Patch(s.ctx, o, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
-		_ = s.c.Delete(s.ctx, o)
+		// Background: with no garbage collector here, a foreground or
+		// orphan deletion leaves a Job half-deleted under its finalizer.
+		_ = s.c.Delete(s.ctx, o, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	}
 	s.created = nil
 }
