@@ -23,10 +23,10 @@ type Evaluation struct {
 // evaluateSamples evaluates the models on every object of the sample files
 // the way the operator would (modeltest.Scenario): the object's Namespace
 // from the files (a bare one when the files have none) and the related
-// objects from the files. matchedNone is true when no model targets any
-// object.
-func evaluateSamples(models []*evaluate.Model, files []string) (out []Evaluation, matchedNone bool, err error) {
-	scenario := &modeltest.Scenario{Models: models, Now: time.Now()}
+// objects from the files, at now. matchedNone is true when no model
+// targets any object.
+func evaluateSamples(models []*evaluate.Model, files []string, now time.Time) (out []Evaluation, matchedNone bool, err error) {
+	scenario := &modeltest.Scenario{Models: models, Now: now}
 	var fileOf []string
 	for _, f := range files {
 		docs, err := samples.ReadFile(f)

@@ -86,7 +86,7 @@ func (o *Options) lint(files, against []string) error {
 		}
 	}
 	if len(against) > 0 {
-		objects, matchedNone, err := evaluateSamples(models, against)
+		objects, matchedNone, err := evaluateSamples(models, against, o.Now())
 		if err != nil {
 			return err
 		}

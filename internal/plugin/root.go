@@ -29,7 +29,8 @@ type Options struct {
 	Output string
 	// Color colours duty states in tables.
 	Color bool
-	// Now is the clock of event ages.
+	// Now is the clock of event ages and of the rules lint --against
+	// evaluates.
 	Now func() time.Time
 	// NewCluster opens the cluster the flags name. Tests replace it.
 	NewCluster func(*genericclioptions.ConfigFlags) (Cluster, error)
