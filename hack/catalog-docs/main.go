@@ -15,12 +15,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
@@ -45,7 +47,11 @@ func run(root, out string) error {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, rm); err != nil {
 			return fmt.Errorf("%s: %w", o.File, err)
 		}
-		rm.Annotations = map[string]string{"file": o.File}
+		m, err := evaluate.Compile(rm)
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.File, err)
+		}
+		rm.Annotations = map[string]string{"file": o.File, "recheck": m.Recheck.String()}
 		models = append(models, rm)
 	}
 	sort.Slice(models, func(i, j int) bool { return models[i].Name < models[j].Name })
@@ -86,6 +92,16 @@ func writeModel(b *bytes.Buffer, rm *v1alpha1.ResponsibilityModel, limits map[st
 	b.WriteString("Targets:\n\n")
 	for _, t := range rm.Spec.Targets {
 		fmt.Fprintf(b, "- `%s` `%s`%s\n", t.APIVersion, t.Kind, selectorText(t.Selector, t.NamespaceSelector))
+	}
+	if recheck, _ := time.ParseDuration(rm.Annotations["recheck"]); recheck > 0 {
+		fmt.Fprintf(b, "\nDuties that read `now` are evaluated again every %s (`spec.recheckInterval`) with no object changing.\n", recheck)
+	}
+	if len(rm.Spec.Parameters) > 0 {
+		b.WriteString("\nParameters, which rules read as `params.<name>`; a platform team sets them in `spec.parameters`:\n\n")
+		b.WriteString("| parameter | value | meaning |\n| --- | --- | --- |\n")
+		for _, p := range rm.Spec.Parameters {
+			fmt.Fprintf(b, "| `%s` | `%s` | %s |\n", p.Name, p.Value, cell(p.Description))
+		}
 	}
 	b.WriteString("\n| area | provider | customer | duties |\n| --- | --- | --- | --- |\n")
 	for _, a := range rm.Spec.Areas {
