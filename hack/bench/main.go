@@ -22,6 +22,8 @@
 //   - edits.go: model edits that change few and every workload
 //     (smallEdit, fanOut)
 //   - latency.go: a steady stream of updates (latency)
+//   - recheck.go: a duty that reads `now` on every database: idle recheck
+//     cycles and backups completing (recheck)
 //   - operator.go: starting, stopping and waiting for the operator, and its
 //     memory and event totals at the end (finish)
 //
@@ -66,7 +68,7 @@ type options struct {
 	root, manager, assets, dir, out string
 	n, namespaces, concurrency      int
 	rate                            float64
-	streamFor                       time.Duration
+	streamFor, recheck              time.Duration
 	operatorArgs, operatorEnv       stringList
 	operatorNice                    int
 	heapProfile, cpuProfile         string
@@ -95,7 +97,8 @@ func run() error {
 	flag.IntVar(&o.namespaces, "namespaces", 20, "number of namespaces")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent writes of the baseline client (the operator's --workload-concurrency default)")
 	flag.Float64Var(&o.rate, "rate", 50, "updates per second of the latency stream")
-	flag.DurationVar(&o.streamFor, "stream", 20*time.Second, "duration of the latency stream")
+	flag.DurationVar(&o.streamFor, "stream", 20*time.Second, "duration of the latency stream (and of the recheck phase's stream of completed backups)")
+	flag.DurationVar(&o.recheck, "recheck-interval", 30*time.Second, "the recheck phase's spec.recheckInterval (at least 10s)")
 	flag.StringVar(&o.manager, "manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
 	flag.StringVar(&o.assets, "assets", filepath.Join(root, "bin", "k8s"), "directory with kube-apiserver and etcd (make controlplane)")
 	flag.StringVar(&o.dir, "dir", filepath.Join(root, "tmp", "bench"), "directory for the kubeconfig and the operator's log")
@@ -155,9 +158,12 @@ type bench struct {
 	tracker   *tracker
 	gvrs      map[schema.GroupVersionResource]schema.GroupVersionKind
 	operator  *devcluster.Operator
-	peakRSS   int64
-	peakHeap  float64
-	heapMu    sync.Mutex
+	// rechecking is set once a model reads `now`: its objects are
+	// reconciled again every interval from then on.
+	rechecking bool
+	peakRSS    int64
+	peakHeap   float64
+	heapMu     sync.Mutex
 	// events counted by the operators that ran (counters restart with them)
 	operatorEvents float64
 	pprofPort      int
@@ -207,7 +213,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 		}
 	}()
 	phases := []func(context.Context, *Results) error{
-		b.converge, b.resync, b.restart, b.smallEdit, b.fanOut, b.latency,
+		b.converge, b.resync, b.restart, b.smallEdit, b.fanOut, b.latency, b.recheck,
 	}
 	for _, phase := range phases {
 		if err := phase(ctx, r); err != nil {
