@@ -53,3 +53,30 @@ func TestNextCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestDueTimes: an evaluation counts as a re-check once its object's time
+// has come, once; an earlier one (a watch event) does not, and an object
+// with nothing to re-check is never due.
+func TestDueTimes(t *testing.T) {
+	key := watch.Key{GVK: schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Database"}, Namespace: "team", Name: "db"}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	var d dueTimes
+	if d.reached(key, now) {
+		t.Fatal("an object never evaluated is due")
+	}
+	d.set(key, now, time.Minute)
+	steps := []struct {
+		at   time.Duration
+		want bool
+	}{{30 * time.Second, false}, {time.Minute, true}, {time.Minute + time.Second, false}}
+	for _, s := range steps {
+		if got := d.reached(key, now.Add(s.at)); got != s.want {
+			t.Errorf("at +%s: reached %v, want %v", s.at, got, s.want)
+		}
+	}
+	d.set(key, now, time.Minute)
+	d.set(key, now, 0)
+	if d.reached(key, now.Add(time.Hour)) {
+		t.Error("an object whose re-check was cancelled is due")
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
 // recentBackupModel reads the evidence CloudNativePG records in a
@@ -98,9 +100,18 @@ func TestEvidenceFollowsTime(t *testing.T) {
 	waitDutyState(t, db, model, duty, v1alpha1.DutyMet)
 	waitEvents(t, db, v1alpha1.EventCustomerDutyMet, 1)
 	rv := getObject(t, waived).GetResourceVersion()
+	m, err := metrics.DefaultMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rechecks := testutil.ToFloat64(m.Rechecks)
 	time.Sleep(11 * time.Second) // one re-check interval
 	if got := getObject(t, waived).GetResourceVersion(); got != rv {
 		t.Errorf("a re-check that changed nothing wrote the object (resourceVersion %s, then %s)", rv, got)
+	}
+	// Both objects were re-checked, and counted (responsibility_rechecks_total).
+	if n := testutil.ToFloat64(m.Rechecks) - rechecks; n < 2 {
+		t.Errorf("%v re-checks counted in one interval, want at least one of each object", n)
 	}
 	waitEvents(t, waived, v1alpha1.EventCustomerDutyUnmet, 1)
 }

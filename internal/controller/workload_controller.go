@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,6 +48,10 @@ type WorkloadReconciler struct {
 	// NamespaceChanged, when set, is told the namespace of every object
 	// evaluated or forgotten (for the namespace's policy reports).
 	NamespaceChanged func(namespace string)
+
+	// rechecks are the objects' next re-check times, to count the
+	// evaluations that happen because time passed.
+	rechecks dueTimes
 }
 
 // Reconcile brings one object's operator-owned metadata up to date.
@@ -104,12 +109,16 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	r.Metrics.EvaluationDuration.Observe(time.Since(start).Seconds())
+	if r.rechecks.reached(key, start) {
+		r.Metrics.Rechecks.Inc()
+	}
 
 	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
 	// An object no model matches, whose remaining responsibility.io keys the
 	// operator already found there after its last write, carries a tenant's
 	// keys only: applying nothing again would change nothing.
-	foreignOnly := len(res.Models) == 0 && r.Written.Is(key, digest)
+	known := r.Written.Is(key, digest)
+	foreignOnly := len(res.Models) == 0 && known
 	writtenOver := ""
 	if !foreignOnly && !evaluate.OwnedMetadataEqual(annotations, labels, res) {
 		// Events first, then the write that records the new states: an
@@ -141,8 +150,48 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	}
 	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)
-	r.namespaceChanged(key.Namespace)
-	return reconcile.Result{RequeueAfter: nextCheck(key, res, start)}, nil
+	if !known || writtenOver != "" {
+		// The namespace's reports read the annotations: an evaluation that
+		// found what this process last recorded (a re-check, a resync)
+		// changes none, and must not hold a report back (reportDelay).
+		r.namespaceChanged(key.Namespace)
+	}
+	wait := nextCheck(key, res, start)
+	r.rechecks.set(key, start, wait)
+	return reconcile.Result{RequeueAfter: wait}, nil
+}
+
+// dueTimes holds when each object is due for a re-check.
+type dueTimes struct {
+	mu  sync.Mutex
+	due map[watch.Key]time.Time
+}
+
+// reached reports whether key's re-check time has come at now; a re-check
+// is counted once.
+func (d *dueTimes) reached(key watch.Key, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.due[key]
+	if !ok || now.Before(at) {
+		return false
+	}
+	delete(d.due, key)
+	return true
+}
+
+// set records that key is due wait after now; 0 for never.
+func (d *dueTimes) set(key watch.Key, now time.Time, wait time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if wait <= 0 {
+		delete(d.due, key)
+		return
+	}
+	if d.due == nil {
+		d.due = map[watch.Key]time.Time{}
+	}
+	d.due[key] = now.Add(wait)
 }
 
 // nextCheck is how long until an object is evaluated again with nothing
@@ -195,6 +244,7 @@ func (r *WorkloadReconciler) applyFailed(key watch.Key, obj *unstructured.Unstru
 }
 
 func (r *WorkloadReconciler) forget(key watch.Key) {
+	r.rechecks.set(key, time.Time{}, 0)
 	r.Written.Forget(key)
 	r.Tally.Forget(key)
 	r.namespaceChanged(key.Namespace)

@@ -49,6 +49,7 @@ type Metrics struct {
 	Applies            *prometheus.CounterVec
 	Events             *prometheus.CounterVec
 	ModelReady         *prometheus.GaugeVec
+	Rechecks           prometheus.Counter
 }
 
 // NewMetrics returns unregistered collectors.
@@ -84,11 +85,15 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "model_ready",
 			Help: "1 when a model's Ready condition is True, 0 otherwise.",
 		}, []string{labelModel}),
+		Rechecks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "rechecks_total",
+			Help: "Evaluations of an object at its re-check time: a duty reads now, or a waiver's expiry changes its result.",
+		}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady, watches}
+	return []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady, m.Rechecks, watches}
 }
 
 var (
