@@ -204,6 +204,11 @@ type program struct {
 	// conversions are the parameters the expression converts, with the
 	// conversion functions (duration, int, ...) applied to each.
 	conversions map[string][]string
+	// joins are the related lists it reads, each with the field it joins
+	// on the workload's name or nil (see relatedJoins); relatedWhole is
+	// whether it uses related as a whole.
+	joins        map[string][]string
+	relatedWhole bool
 }
 
 // pick returns the program to run on act.
@@ -262,6 +267,7 @@ func compileProgram(envs ruleEnvs, expr string, kind resultKind) (p *program, er
 	var paths map[int64][]string
 	p.object, p.related, paths, p.readsNow = readFields(ast.NativeRep())
 	p.conversions = paramConversions(ast.NativeRep().Expr())
+	p.joins, p.relatedWhole = relatedJoins(ast.NativeRep().Expr())
 	if p.tracked, err = env.Program(ast, cel.CostLimit(RuleCostLimit)); err != nil {
 		return nil, fmt.Errorf("build program: %w", err)
 	}

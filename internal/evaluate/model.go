@@ -3,6 +3,7 @@ package evaluate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -41,6 +42,8 @@ type Model struct {
 	matrixJSON, matrix string
 	// relatedSources are the distinct kind and namespace pairs the duties read.
 	relatedSources []RelatedSource
+	// joins are the fields the related sources are joined on (RelatedJoin).
+	joins map[RelatedSource][]string
 	// fields are what the rules and messages read of the objects of each
 	// target and related kind.
 	fields map[schema.GroupVersionKind]*Fields
@@ -198,6 +201,7 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 			}
 		}
 	}
+	m.joins = relatedJoinsOf(m.Duties)
 	errs = append(errs, checkParams(rm.Spec.Parameters, m.Duties)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -355,6 +359,46 @@ func (m *Model) TargetKinds() []schema.GroupVersionKind {
 // RelatedSources returns the distinct kind and namespace pairs the rules of
 // this model read.
 func (m *Model) RelatedSources() []RelatedSource { return m.relatedSources }
+
+// RelatedJoin is the path of the field of a related source's objects on
+// which every rule and message that reads them joins the workload's name
+// (see relatedJoins): a change of such an object concerns only the
+// workloads of its namespace it names. nil when a read is not a join, or
+// the source is read from a fixed namespace.
+func (m *Model) RelatedJoin(src RelatedSource) []string {
+	return m.joins[src]
+}
+
+// relatedJoinsOf combines what the duties' expressions join each source on.
+func relatedJoinsOf(duties []*Duty) map[RelatedSource][]string {
+	out := map[RelatedSource][]string{}
+	unjoined := map[RelatedSource]bool{}
+	for _, d := range duties {
+		for _, r := range d.Related {
+			src := r.Source()
+			for _, p := range []*program{d.rule, d.messageExpr} {
+				if p == nil {
+					continue
+				}
+				path, read := p.joins[r.Name]
+				switch {
+				case !read && !p.relatedWhole:
+					continue
+				case path == nil || src.Namespace != "" || p.relatedWhole:
+					unjoined[src] = true
+				case out[src] != nil && !slices.Equal(out[src], path):
+					unjoined[src] = true
+				default:
+					out[src] = path
+				}
+			}
+		}
+	}
+	for src := range unjoined {
+		delete(out, src)
+	}
+	return out
+}
 
 // Matches reports whether the model applies to an object of kind gvk with the
 // given labels, in a namespace with the given labels. namespaced is false for

@@ -4,6 +4,7 @@ package registry
 
 import (
 	"sort"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -28,6 +29,18 @@ type Registry struct {
 type Dependent struct {
 	Target    schema.GroupVersionKind
 	Namespace string
+	// Join is the dotted path of the related objects' field that names
+	// the targets they concern (evaluate.Model.RelatedJoin); "" when a
+	// change may concern every target of the namespace.
+	Join string
+}
+
+// JoinPath is Join as the path of a field, nil when there is none.
+func (d Dependent) JoinPath() []string {
+	if d.Join == "" {
+		return nil
+	}
+	return strings.Split(d.Join, ".")
 }
 
 // NewRegistry returns an empty registry.
@@ -80,7 +93,7 @@ func (r *Registry) reindexLocked() {
 				if related[src.GVK] == nil {
 					related[src.GVK] = map[Dependent]bool{}
 				}
-				related[src.GVK][Dependent{Target: gvk, Namespace: src.Namespace}] = true
+				related[src.GVK][Dependent{Target: gvk, Namespace: src.Namespace, Join: strings.Join(m.RelatedJoin(src), ".")}] = true
 			}
 		}
 	}
@@ -149,7 +162,10 @@ func sortedDependents(set map[Dependent]bool) []Dependent {
 		if a, b := out[i].Target.String(), out[j].Target.String(); a != b {
 			return a < b
 		}
-		return out[i].Namespace < out[j].Namespace
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Join < out[j].Join
 	})
 	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/registry"
 )
 
 // handler turns the events of one kind into workload requests.
@@ -20,7 +21,7 @@ import (
 // restart would enqueue every target of a namespace once per related object
 // in it.
 func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventHandler {
-	onObject := func(obj any, fanOut bool) {
+	onObject := func(obj, old any, fanOut bool) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
@@ -40,19 +41,21 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 		for _, dep := range w.targets.DependentTargets(gvk) {
 			// The cache is in memory; an error means the kind just stopped
 			// being watched, and then there is nothing to re-evaluate.
-			switch dep.Namespace {
-			case "":
+			switch {
+			case dep.Namespace == "" && dep.Join != "":
+				w.enqueueJoined(dep, o.GetNamespace(), obj, old)
+			case dep.Namespace == "":
 				_ = w.EnqueueKind(dep.Target, o.GetNamespace())
-			case o.GetNamespace():
+			case dep.Namespace == o.GetNamespace():
 				_ = w.EnqueueKind(dep.Target, "")
 			}
 		}
 	}
 	return toolscache.ResourceEventHandlerDetailedFuncs{
-		AddFunc: func(obj any, isInInitialList bool) { onObject(obj, !isInInitialList) },
+		AddFunc: func(obj any, isInInitialList bool) { onObject(obj, nil, !isInInitialList) },
 		UpdateFunc: func(oldObj, newObj any) {
 			if relevantUpdate(oldObj, newObj) {
-				onObject(newObj, true)
+				onObject(newObj, oldObj, true)
 				return
 			}
 			// Only the operator's keys changed, or nothing: its own write
@@ -73,8 +76,50 @@ func (w *Watcher) handler(gvk schema.GroupVersionKind) toolscache.ResourceEventH
 				w.enqueue(key)
 			}
 		},
-		DeleteFunc: func(obj any) { onObject(obj, true) },
+		DeleteFunc: func(obj any) { onObject(obj, nil, true) },
 	}
+}
+
+// enqueueJoined enqueues the targets of a namespace a related object names
+// in its join field (registry.Dependent.Join), before and after the change:
+// no other target's verdict can depend on it (see evaluate.relatedJoins).
+// A name no cached target has is skipped; while the target kind's cache
+// syncs, every name is enqueued.
+func (w *Watcher) enqueueJoined(dep registry.Dependent, namespace string, objs ...any) {
+	path := dep.JoinPath()
+	var done string
+	for i, obj := range objs {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			if obj != nil {
+				// Not an object this cache holds: re-evaluate them all.
+				_ = w.EnqueueKind(dep.Target, namespace)
+				return
+			}
+			continue
+		}
+		name, _, _ := unstructured.NestedString(u.Object, path...)
+		if name == "" || (i > 0 && name == done) {
+			continue
+		}
+		done = name
+		key := Key{GVK: dep.Target, Namespace: namespace, Name: name}
+		if w.mayHold(key) {
+			w.enqueue(key)
+		}
+	}
+}
+
+// mayHold reports whether the cache holds an object, or cannot tell yet.
+func (w *Watcher) mayHold(key Key) bool {
+	w.mu.Lock()
+	kw, ok := w.kinds[key.GVK]
+	w.mu.Unlock()
+	if !ok || !kw.informer.HasSynced() {
+		return true
+	}
+	_, exists, err := kw.store.GetByKey(key.Namespace + "/" + key.Name)
+	return err != nil || exists
 }
 
 // relevantUpdate filters out updates that change nothing a rule or selector
