@@ -33,10 +33,14 @@ package controller
 // +kubebuilder:rbac:groups=k8s.mariadb.com,resources=physicalbackups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=snapshot.kubevirt.io,resources=virtualmachinesnapshots,verbs=get;list;watch
 // Evidence duties (issue 23) read what happened: CloudNativePG and Velero
-// Backups, the Jobs and CronJobs mariadb-operator runs its backups in, and
-// cert-manager Certificates.
+// Backups, the Jobs and CronJobs mariadb-operator runs its backups in,
+// cert-manager Certificates, KubeVirt and Velero restores, and Knative
+// DomainMappings.
 // +kubebuilder:rbac:groups=postgresql.cnpg.io,resources=backups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=snapshot.kubevirt.io,resources=virtualmachinerestores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=velero.io,resources=restores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=serving.knative.dev,resources=domainmappings,verbs=get;list;watch

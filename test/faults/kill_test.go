@@ -444,7 +444,7 @@ func (e *env) waitIdle(op *devcluster.Operator, n int) {
 
 // replicateSamples copies every namespaced sample object into killCopies
 // pairs of tenant namespaces (shop-N labelled like shop, legacy-N like
-// legacy), and the Velero Schedule and Backup that back up shop into one per shop-N,
+// legacy), and the Velero Schedule, Backup and Restore of shop into one each per shop-N,
 // so that each copy keeps its sample's promise. It returns the objects,
 // namespaces first, and the status label each copied workload must reach.
 func replicateSamples(t *testing.T, set *samples.Set, copies int) ([]*unstructured.Unstructured, map[string]string) {
@@ -478,6 +478,29 @@ func replicateSamples(t *testing.T, set *samples.Set, copies int) ([]*unstructur
 				if status, ok := workloads[sampleKey(o.Unstructured)]; ok {
 					wantStatus[sampleKey(c)] = status
 				}
+			case o.GetNamespace() == "velero" && o.GetKind() == "Restore":
+				// A Restore names its Backup and Schedule, and maps the
+				// tenant's namespace to a scratch one.
+				c := o.DeepCopy()
+				c.SetName(rename(o.GetName()))
+				for _, field := range []string{"backupName", "scheduleName"} {
+					if v, ok, _ := unstructured.NestedString(c.Object, "spec", field); ok {
+						_ = unstructured.SetNestedField(c.Object, rename(v), "spec", field)
+					}
+				}
+				if mapping, ok, _ := unstructured.NestedStringMap(c.Object, "spec", "namespaceMapping"); ok {
+					renamed := map[string]string{}
+					for from, to := range mapping {
+						if tenant(from) {
+							from, to = rename(from), rename(to)
+						}
+						renamed[from] = to
+					}
+					if err := unstructured.SetNestedStringMap(c.Object, renamed, "spec", "namespaceMapping"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				objects = append(objects, c)
 			case o.GetNamespace() == "velero" && (o.GetKind() == "Schedule" || o.GetKind() == "Backup"):
 				// A Schedule's Backups are its spec.template.
 				path := []string{"spec", "includedNamespaces"}
