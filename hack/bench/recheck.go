@@ -119,8 +119,17 @@ func (b *bench) recheck(ctx context.Context, r *Results) error {
 	return nil
 }
 
+// reportsSettle is longer than the operator's reportDelay (10 s): the
+// policy reports of the edit's changes are written before the idle cycles.
+const reportsSettle = 15 * time.Second
+
 // idleCycles watches recheckCycles intervals in which nothing changes.
 func (b *bench) idleCycles(ctx context.Context, res *RecheckResult) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(reportsSettle):
+	}
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return err
