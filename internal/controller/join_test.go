@@ -23,7 +23,7 @@ func TestJoinedRelatedChanges(t *testing.T) {
 		Duties: []v1alpha1.Duty{{
 			Name:    duty,
 			Related: []v1alpha1.RelatedResource{{Name: "schedules", APIVersion: cnpg, Kind: "ScheduledBackup"}},
-			Rule: `related.schedules.exists(s, s.spec.?cluster.?name.orValue("") == object.metadata.name &&
+			Rule: `related.schedules.exists(s, s.?spec.?cluster.?name.orValue("") == object.metadata.name &&
 				!s.spec.?suspend.orValue(false))`,
 			Message: "Take a backup",
 		}}})

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/cel-go/common/types"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -118,6 +119,7 @@ func Evaluate(matched []*Model, in Input) Result {
 	if duties > 0 {
 		res.Duties = make([]DutyResult, 0, duties)
 	}
+	name, _, _ := unstructured.NestedString(in.Object, "metadata", "name")
 	for _, m := range matched {
 		names = append(names, m.Name)
 		providers = appendUnique(providers, m.Provider)
@@ -128,7 +130,7 @@ func Evaluate(matched []*Model, in Input) Result {
 		act.params = m.params
 
 		for _, d := range m.Duties {
-			act.related, act.relatedItems = relatedFor(d, in.Related)
+			act.related, act.relatedItems = relatedFor(d, in.Related, m.joins, name)
 			dr := evaluateDuty(m, d, act)
 			raw, waived := waivers[d.Name]
 			if waived {
@@ -237,8 +239,12 @@ func unmetMessage(d *Duty, act *activation) string {
 var noRelated = map[string]any{}
 
 // relatedFor selects, for each related list of a duty, the objects of its
-// kind that match its selector, and the length of the longest list.
-func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) (map[string]any, int) {
+// kind that match its selector, and the length of the longest list. Of a
+// source the model joins on the workload's name (joins, see relatedJoins)
+// it keeps only the objects whose join field is name: the others cannot
+// change any expression's result, and a rule then walks one or two objects
+// rather than every one of the namespace.
+func relatedFor(d *Duty, all map[RelatedSource][]map[string]any, joins map[RelatedSource][]string, name string) (map[string]any, int) {
 	if len(d.Related) == 0 {
 		return noRelated, 0
 	}
@@ -246,8 +252,18 @@ func relatedFor(d *Duty, all map[RelatedSource][]map[string]any) (map[string]any
 	longest := 0
 	for _, r := range d.Related {
 		objs := all[r.Source()]
-		list := make([]any, 0, len(objs))
+		join := joins[r.Source()]
+		size := len(objs)
+		if join != nil {
+			size = 0
+		}
+		list := make([]any, 0, size)
 		for _, o := range objs {
+			if join != nil {
+				if v, _, _ := unstructured.NestedString(o, join...); v != name {
+					continue
+				}
+			}
 			if r.Selector.Empty() || r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {
 				list = append(list, o)
 			}

@@ -21,9 +21,10 @@ import (
 // of the object's namespace named by that field, before and after the
 // change, evaluated again; otherwise every workload of the namespace.
 //
-// Only the optional form (x.?f.orValue("")) is taken as a join: a plain
-// selection of a missing field is an error rather than false, which can
-// change the verdict of every workload.
+// Only the optional form (x.?spec.?f.orValue("")) is taken as a join: a
+// plain selection of a missing field is an error rather than false, which
+// can change the verdict of every workload. The one plain selection allowed
+// is metadata, which every object the API server serves has.
 
 // relatedJoins returns, for each related list e reads, the path of the
 // field every read of it joins on object.metadata.name, or nil when some
@@ -190,18 +191,18 @@ func joinConjunct(e celast.Expr, iter string) []string {
 }
 
 // fieldChain is the path of fields e selects from the variable iter, and
-// whether a selection is optional.
+// whether a selection is optional. Every selection must be optional but
+// that of metadata on iter itself.
 func fieldChain(e celast.Expr, iter string) (path []string, optional, ok bool) {
 	switch e.Kind() {
 	case celast.IdentKind:
 		return nil, false, e.AsIdent() == iter
 	case celast.SelectKind:
 		sel := e.AsSelect()
-		if sel.IsTestOnly() {
+		if sel.IsTestOnly() || sel.FieldName() != "metadata" || !isIdent(sel.Operand(), iter) {
 			return nil, false, false
 		}
-		path, optional, ok = fieldChain(sel.Operand(), iter)
-		return append(path, sel.FieldName()), optional, ok
+		return []string{"metadata"}, false, true
 	case celast.CallKind:
 		call := e.AsCall()
 		if call.FunctionName() != operators.OptSelect || len(call.Args()) != 2 {

@@ -141,3 +141,30 @@ func TestEveryDutyHasAFixTest(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogJoins: the catalog's evidence duty on CloudNativePG Backups
+// joins them on the cluster's name (evaluate.Model.RelatedJoin), so that a
+// Backup's change re-evaluates its own cluster only, and a rule walks its
+// own Backups rather than every one of the namespace (make bench, the
+// recheck phase).
+func TestCatalogJoins(t *testing.T) {
+	set, err := samples.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backups := schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Backup"}
+	for _, m := range set.Models {
+		if m.Name != "danubedata-managed-databases" {
+			continue
+		}
+		for _, src := range m.RelatedSources() {
+			if src.GVK == backups {
+				if got := strings.Join(m.RelatedJoin(src), "."); got != "spec.cluster.name" {
+					t.Errorf("%s reads %s joined on %q, want spec.cluster.name", m.Name, backups.Kind, got)
+				}
+				return
+			}
+		}
+	}
+	t.Error("danubedata-managed-databases reads no CloudNativePG Backups")
+}
