@@ -72,6 +72,7 @@ type options struct {
 	operatorArgs, operatorEnv       stringList
 	operatorNice                    int
 	heapProfile, cpuProfile         string
+	recheckProfile                  string
 	serverProfile                   string
 }
 
@@ -105,6 +106,7 @@ func run() error {
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json; - for stdout)")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the operator's heap profile after first convergence to this file (go tool pprof)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a 10s CPU profile of the operator during first convergence to this file")
+	flag.StringVar(&o.recheckProfile, "recheck-cpu-profile", "", "save CPU profiles of the operator during the idle recheck cycles and the stream of completed backups to PREFIX-idle.pprof and PREFIX-stream.pprof")
 	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
 	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority (1-19), so that it yields the CPU it shares with the API server")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")

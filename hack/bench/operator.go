@@ -12,7 +12,7 @@ import (
 
 func (b *bench) startOperator(ctx context.Context) error {
 	args := b.o.operatorArgs
-	if b.o.heapProfile != "" || b.o.cpuProfile != "" {
+	if b.o.heapProfile != "" || b.o.cpuProfile != "" || b.o.recheckProfile != "" {
 		port, err := devcluster.FreePort()
 		if err != nil {
 			return err

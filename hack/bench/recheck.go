@@ -130,6 +130,7 @@ func (b *bench) idleCycles(ctx context.Context, res *RecheckResult) error {
 		return ctx.Err()
 	case <-time.After(reportsSettle):
 	}
+	profiled := b.profileOperator(ctx, "idle", recheckCycles*b.o.recheck)
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return err
@@ -157,6 +158,9 @@ func (b *bench) idleCycles(ctx context.Context, res *RecheckResult) error {
 	if err != nil {
 		return err
 	}
+	if err := <-profiled; err != nil {
+		return err
+	}
 	d := after.sub(before)
 	res.Cycles = recheckCycles
 	res.ReconcilesPerCycle = (last - start) / recheckCycles
@@ -178,6 +182,7 @@ func (b *bench) backupsComplete(ctx context.Context, running []*workload, backup
 		return LatencyResult{}, err
 	}
 	transitions := b.tracker.transitionCount()
+	profiled := b.profileOperator(ctx, "stream", time.Duration(float64(len(running))/b.o.rate*float64(time.Second)))
 	tick := time.NewTicker(time.Duration(float64(time.Second) / b.o.rate))
 	defer tick.Stop()
 	var failed atomic.Int32
@@ -204,6 +209,9 @@ func (b *bench) backupsComplete(ctx context.Context, running []*workload, backup
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		return LatencyResult{}, fmt.Errorf("recheck: %d Backup status patches failed", n)
+	}
+	if err := <-profiled; err != nil {
+		return LatencyResult{}, err
 	}
 	if _, err := b.tracker.wait(ctx, b.timeout()); err != nil {
 		return LatencyResult{}, err
@@ -249,6 +257,23 @@ func completed(at time.Time) map[string]any {
 		"startedAt": at.Add(-4 * time.Second).UTC().Format(time.RFC3339),
 		"stoppedAt": at.UTC().Format(time.RFC3339),
 	}
+}
+
+// profileOperator saves, with -recheck-cpu-profile, a CPU profile of the
+// operator over the next d (whole seconds, at least one) as
+// PREFIX-phase.pprof. The channel gets its error once it is done (at once
+// without the flag).
+func (b *bench) profileOperator(ctx context.Context, phase string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	if b.o.recheckProfile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		seconds := max(int(d.Seconds()), 1)
+		done <- saveProfile(ctx, b.pprofPort, fmt.Sprintf("profile?seconds=%d", seconds), b.o.recheckProfile+"-"+phase+".pprof")
+	}()
+	return done
 }
 
 // catalogDuty returns a duty of a catalog model and the name of its area.
