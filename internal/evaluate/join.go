@@ -41,6 +41,9 @@ type joinFinder struct {
 }
 
 // record notes one read of list name, joined on path (nil: not joined).
+// fieldMetadata is the one field a join may select plainly.
+const fieldMetadata = "metadata"
+
 func (j *joinFinder) record(name string, path []string) {
 	prev, seen := j.joins[name]
 	switch {
@@ -199,10 +202,10 @@ func fieldChain(e celast.Expr, iter string) (path []string, optional, ok bool) {
 		return nil, false, e.AsIdent() == iter
 	case celast.SelectKind:
 		sel := e.AsSelect()
-		if sel.IsTestOnly() || sel.FieldName() != "metadata" || !isIdent(sel.Operand(), iter) {
+		if sel.IsTestOnly() || sel.FieldName() != fieldMetadata || !isIdent(sel.Operand(), iter) {
 			return nil, false, false
 		}
-		return []string{"metadata"}, false, true
+		return []string{fieldMetadata}, false, true
 	case celast.CallKind:
 		call := e.AsCall()
 		if call.FunctionName() != operators.OptSelect || len(call.Args()) != 2 {
@@ -224,7 +227,7 @@ func isObjectName(e celast.Expr) bool {
 		return false
 	}
 	meta := e.AsSelect().Operand()
-	return meta.Kind() == celast.SelectKind && !meta.AsSelect().IsTestOnly() && meta.AsSelect().FieldName() == "metadata" &&
+	return meta.Kind() == celast.SelectKind && !meta.AsSelect().IsTestOnly() && meta.AsSelect().FieldName() == fieldMetadata &&
 		isIdent(meta.AsSelect().Operand(), VarObject)
 }
 

@@ -108,8 +108,8 @@ type killRun struct {
 	// duties read now are evaluated again every interval).
 	thirdReconciles, thirdRechecks float64
 	ofTargetKinds                  int
-	secondWrites, thirdWrites int
-	lost, dups, newOnRestart  int
+	secondWrites, thirdWrites      int
+	lost, dups, newOnRestart       int
 }
 
 // setUp creates the copies of the samples and the catalog.
@@ -402,6 +402,52 @@ func (r *killRun) checkEvents() {
 	}
 }
 
+// copyVelero copies a Velero Schedule, Backup or Restore of the samples for
+// one tenant copy: renamed, and naming the copy's namespaces, Backup and
+// Schedule instead of the sample's.
+func copyVelero(o *unstructured.Unstructured, rename func(string) string, tenant func(string) bool) (*unstructured.Unstructured, error) {
+	c := o.DeepCopy()
+	c.SetName(rename(o.GetName()))
+	switch o.GetKind() {
+	case "Schedule", "Backup":
+		// A Schedule's Backups are its spec.template.
+		path := []string{"spec", "includedNamespaces"}
+		if o.GetKind() == "Schedule" {
+			path = []string{"spec", "template", "includedNamespaces"}
+		}
+		included, _, _ := unstructured.NestedStringSlice(c.Object, path...)
+		for j, ns := range included {
+			if tenant(ns) {
+				included[j] = rename(ns)
+			}
+		}
+		return c, unstructured.SetNestedStringSlice(c.Object, included, path...)
+	case "Restore":
+		// A Restore names its Backup and Schedule, and maps the tenant's
+		// namespace to a scratch one.
+		for _, field := range []string{"backupName", "scheduleName"} {
+			if v, ok, _ := unstructured.NestedString(c.Object, "spec", field); ok {
+				if err := unstructured.SetNestedField(c.Object, rename(v), "spec", field); err != nil {
+					return nil, err
+				}
+			}
+		}
+		mapping, ok, _ := unstructured.NestedStringMap(c.Object, "spec", "namespaceMapping")
+		if !ok {
+			return c, nil
+		}
+		renamed := map[string]string{}
+		for from, to := range mapping {
+			if tenant(from) {
+				from, to = rename(from), rename(to)
+			}
+			renamed[from] = to
+		}
+		return c, unstructured.SetNestedStringMap(c.Object, renamed, "spec", "namespaceMapping")
+	}
+	return nil, fmt.Errorf("%s %s in namespace velero: the kill test does not know how to copy it", o.GetKind(), o.GetName())
+}
+
 // byUID indexes every object of a world by UID.
 func (w *world) byUID() map[string]*unstructured.Unstructured {
 	out := map[string]*unstructured.Unstructured{}
@@ -478,45 +524,10 @@ func replicateSamples(t *testing.T, set *samples.Set, copies int) ([]*unstructur
 				if status, ok := workloads[sampleKey(o.Unstructured)]; ok {
 					wantStatus[sampleKey(c)] = status
 				}
-			case o.GetNamespace() == "velero" && o.GetKind() == "Restore":
-				// A Restore names its Backup and Schedule, and maps the
-				// tenant's namespace to a scratch one.
-				c := o.DeepCopy()
-				c.SetName(rename(o.GetName()))
-				for _, field := range []string{"backupName", "scheduleName"} {
-					if v, ok, _ := unstructured.NestedString(c.Object, "spec", field); ok {
-						_ = unstructured.SetNestedField(c.Object, rename(v), "spec", field)
-					}
-				}
-				if mapping, ok, _ := unstructured.NestedStringMap(c.Object, "spec", "namespaceMapping"); ok {
-					renamed := map[string]string{}
-					for from, to := range mapping {
-						if tenant(from) {
-							from, to = rename(from), rename(to)
-						}
-						renamed[from] = to
-					}
-					if err := unstructured.SetNestedStringMap(c.Object, renamed, "spec", "namespaceMapping"); err != nil {
-						t.Fatal(err)
-					}
-				}
-				objects = append(objects, c)
-			case o.GetNamespace() == "velero" && (o.GetKind() == "Schedule" || o.GetKind() == "Backup"):
-				// A Schedule's Backups are its spec.template.
-				path := []string{"spec", "includedNamespaces"}
-				if o.GetKind() == "Schedule" {
-					path = []string{"spec", "template", "includedNamespaces"}
-				}
-				c := o.DeepCopy()
-				c.SetName(rename(o.GetName()))
-				included, _, _ := unstructured.NestedStringSlice(c.Object, path...)
-				for j, ns := range included {
-					if tenant(ns) {
-						included[j] = rename(ns)
-					}
-				}
-				if err := unstructured.SetNestedStringSlice(c.Object, included, path...); err != nil {
-					t.Fatal(err)
+			case o.GetNamespace() == "velero":
+				c, err := copyVelero(o.Unstructured, rename, tenant)
+				if err != nil {
+					t.Fatalf("%s: %v", o.File, err)
 				}
 				objects = append(objects, c)
 			default:
