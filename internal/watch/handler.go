@@ -118,7 +118,7 @@ func (w *Watcher) mayHold(key Key) bool {
 	if !ok || !kw.informer.HasSynced() {
 		return true
 	}
-	_, exists, err := kw.store.GetByKey(key.Namespace + "/" + key.Name)
+	_, exists, err := kw.store.GetByKey(key.storeKey())
 	return err != nil || exists
 }
 

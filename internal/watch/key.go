@@ -16,3 +16,12 @@ func (k Key) String() string {
 	}
 	return k.GVK.Kind + "/" + k.Namespace + "/" + k.Name
 }
+
+// storeKey is the key of the object in an informer's store
+// (namespace/name, or name for a cluster-scoped object).
+func (k Key) storeKey() string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}

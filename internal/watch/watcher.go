@@ -283,11 +283,7 @@ func (w *Watcher) Get(ctx context.Context, key Key) (*unstructured.Unstructured,
 		case !ok:
 			return nil, notFound
 		case kw.informer.HasSynced():
-			storeKey := key.Name
-			if key.Namespace != "" {
-				storeKey = key.Namespace + "/" + key.Name
-			}
-			item, exists, err := kw.store.GetByKey(storeKey)
+			item, exists, err := kw.store.GetByKey(key.storeKey())
 			if err != nil {
 				return nil, fmt.Errorf("read cached %s: %w", key, err)
 			}
