@@ -21,6 +21,7 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
 	"github.com/responsibility-operator/responsibility-operator/internal/memlimit"
+	"github.com/responsibility-operator/responsibility-operator/internal/version"
 	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 	"github.com/responsibility-operator/responsibility-operator/internal/webhook"
 )
@@ -170,7 +171,7 @@ func run() error {
 			return fmt.Errorf("add webhook readiness check: %w", err)
 		}
 	}
-	setupLog.Info("starting manager", "excludedNamespaces", excluded, "workloadConcurrency", concurrency, "webhook", enableWebhook)
+	setupLog.Info("starting manager", "version", version.Get(), "excludedNamespaces", excluded, "workloadConcurrency", concurrency, "webhook", enableWebhook)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
