@@ -33,6 +33,9 @@ type ClusterOptions struct {
 	Webhook bool
 	// APIServerArgs are extra kube-apiserver flags (name to value).
 	APIServerArgs map[string]string
+	// CRDDirs are more directories of CRDs to install beside the operator's
+	// and test/crds.
+	CRDDirs []string
 }
 
 // StartCluster starts a local control plane.
@@ -42,7 +45,7 @@ func StartCluster(opts ClusterOptions) (*Cluster, error) {
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: opts.Assets,
-		CRDDirectoryPaths:     []string{filepath.Join(opts.Root, "config", "crd", "bases"), filepath.Join(opts.Root, "test", "crds")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(opts.Root, "config", "crd", "bases"), filepath.Join(opts.Root, "test", "crds")}, opts.CRDDirs...),
 		ErrorIfCRDPathMissing: true,
 	}
 	if opts.Webhook {

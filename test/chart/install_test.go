@@ -1,0 +1,526 @@
+package chart
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
+	"github.com/responsibility-operator/responsibility-operator/internal/samples"
+)
+
+// The release the install test creates, with the names `make deploy` uses.
+const (
+	installNamespace = deployNamespace
+	installRelease   = deployRelease
+	// serviceAccount is the chart's ServiceAccount for that release.
+	serviceAccount = installRelease + "-controller-manager"
+)
+
+// cluster is the control plane the tests of this package share: started by
+// the first test that needs it, with the API server's audit log recording
+// every request of the chart's ServiceAccount.
+type cluster struct {
+	*devcluster.Cluster
+	c        client.Client
+	auditLog string
+}
+
+var (
+	shared     *cluster
+	sharedErr  error
+	sharedOnce sync.Once
+)
+
+// auditPolicy logs the metadata (user, verb, resource, response code) of
+// the admin's requests, which include those it makes impersonating the
+// chart's ServiceAccount: the API server applies the policy to the user who
+// authenticated, before impersonation.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: [local-admin]
+- level: None
+`
+
+func startShared(t *testing.T) *cluster {
+	t.Helper()
+	needCluster(t)
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chart-cluster-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+			sharedErr = err
+			return
+		}
+		c := &cluster{auditLog: filepath.Join(dir, "audit.log")}
+		start := time.Now()
+		c.Cluster, err = devcluster.StartCluster(devcluster.ClusterOptions{
+			Root: root, Assets: assets, Dir: dir,
+			// The kinds the chart renders when its toggles are on: cert-manager's
+			// Issuer (Certificate and PrometheusRule are in test/crds) and the
+			// Prometheus Operator's ServiceMonitor.
+			CRDDirs: []string{filepath.Join(root, "test", "chart", "crds")},
+			APIServerArgs: map[string]string{
+				"audit-policy-file": policy,
+				"audit-log-path":    c.auditLog,
+				"audit-log-mode":    "blocking",
+			},
+		})
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		cfg := rest.CopyConfig(c.Config)
+		cfg.QPS, cfg.Burst = -1, 0
+		scheme := runtime.NewScheme()
+		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
+			if err := add(scheme); err != nil {
+				sharedErr = err
+				return
+			}
+		}
+		if c.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+			sharedErr = err
+			return
+		}
+		shared = c
+		fmt.Fprintf(os.Stderr, "chart: control plane started in %s\n", time.Since(start).Round(100*time.Millisecond))
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+// stopShared stops the shared control plane (from TestMain).
+func stopShared() {
+	if shared != nil {
+		_ = shared.Stop()
+	}
+}
+
+// kubectl runs bin/k8s/kubectl with the admin kubeconfig; it returns stdout
+// and stderr (where kubectl prints the API server's warnings).
+func (c *cluster) kubectl(stdin string, args ...string) (string, string, error) {
+	cmd := exec.Command(filepath.Join(assets, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), stderr.String(), err
+}
+
+// namespace creates a namespace with labels, if it does not exist.
+func (c *cluster) namespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := c.c.Create(t.Context(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// restricted are the labels of a namespace that enforces Pod Security
+// "restricted" and warns about workload objects that would violate it.
+var restricted = map[string]string{
+	"pod-security.kubernetes.io/enforce": "restricted",
+	"pod-security.kubernetes.io/warn":    "restricted",
+}
+
+// TestRenderingsApply renders the chart with the defaults and each ci/
+// values file and applies every rendering server-side (a server-side dry
+// run: a rendering's webhook would otherwise take part in the next one) to
+// the API server, in a namespace that enforces Pod Security "restricted"
+// and warns about workloads that would break it. Every object must be
+// accepted by the API server's validation, the CRDs' schemas and
+// admission, with no warning.
+func TestRenderingsApply(t *testing.T) {
+	c := startShared(t)
+	for name, f := range valuesFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			ns := "ci-" + name
+			c.namespace(t, ns, restricted)
+			rendered := mustHelm(t, "", "template", "ci-"+name, chartDir, "-n", ns, "-f", f,
+				"--api-versions", "cert-manager.io/v1/Certificate", "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+			out, stderr, err := c.kubectl(rendered, "apply", "--server-side", "--dry-run=server", "--field-manager=helm", "-n", ns, "-f", "-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(stderr, "Warning") {
+				t.Errorf("the API server warned about the %s rendering:\n%s", name, stderr)
+			}
+			applied := strings.Count(out, "serverside-applied")
+			if want := len(index(t, rendered)); applied != want {
+				t.Errorf("%d of the %d rendered objects applied:\n%s", applied, want, out)
+			}
+			t.Logf("%s: %d objects accepted", name, applied)
+		})
+	}
+}
+
+// TestInstallUpgradeUninstall installs the chart with helm (the catalog on,
+// the webhook's certificate generated by the chart), runs the manager as a
+// process under the chart's ServiceAccount (a kubeconfig that impersonates
+// it), applies the catalog's samples and waits until every duty of every
+// sample has the state the catalog's tests expect. The API server's audit
+// log must show no request of that ServiceAccount refused: the chart's RBAC
+// is enough, and TestChartMatchesConfig shows it is no broader than the
+// generated role. Then `helm upgrade` with changed values must keep the
+// models (same UIDs), the annotations and the webhook's CA; and deleting
+// the models before `helm uninstall`, as NOTES.txt says, must leave no
+// annotation behind.
+//
+// The upgrade starts from this commit's chart: the chart has no earlier
+// release yet. When one exists, install its packaged chart here first.
+func TestInstallUpgradeUninstall(t *testing.T) {
+	c := startShared(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	mustHelm(t, c.Kubeconfig, "install", installRelease, chartDir, "-n", installNamespace, "--create-namespace",
+		"--set", "catalog.enabled=true", "--set", "webhook.certificate.source=chart")
+
+	// The catalog's models are stored although no manager answers the
+	// webhook yet (they skip it); any other model goes through it.
+	models := &v1alpha1.ResponsibilityModelList{}
+	if err := c.c.List(ctx, models); err != nil {
+		t.Fatal(err)
+	}
+	if len(models.Items) != 10 {
+		t.Fatalf("helm install created %d models, want the catalog's 10", len(models.Items))
+	}
+	uids := map[string]string{}
+	for _, m := range models.Items {
+		uids[m.Name] = string(m.UID)
+	}
+	other := models.Items[0].DeepCopy()
+	other.ObjectMeta = metav1.ObjectMeta{Name: "not-from-the-catalog"}
+	err := c.c.Create(ctx, other, client.DryRunAll)
+	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Errorf("a model without the catalog label was not sent to the chart's webhook (no manager answers it here): %v", err)
+	}
+	caBefore := webhookCA(t, c)
+
+	// The manager, as the chart's ServiceAccount.
+	kubeconfig := impersonating(t, c.Kubeconfig, dir, "system:serviceaccount:"+installNamespace+":"+serviceAccount)
+	op := startManager(t, kubeconfig, dir, "manager")
+	set, err := samples.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.kubectl("", "apply", "-k", filepath.Join(root, "config", "samples", "workloads")); err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.WriteStatus(ctx, c.c, set.Unstructured()); err != nil {
+		t.Fatal(err)
+	}
+	converged(t, c, set.Workloads())
+	for _, m := range models.Items {
+		waitReady(t, c, m.Name)
+	}
+	annotations := workloadAnnotations(t, c, set.Workloads())
+	refused(t, c)
+
+	// helm upgrade with other values: the models are the same objects, the
+	// annotations are untouched, the chart's certificate and CA are kept.
+	mustHelm(t, c.Kubeconfig, "upgrade", installRelease, chartDir, "-n", installNamespace, "--reuse-values",
+		"--set", "image.tag=v0.1.0-upgrade", "--set", "operator.workloadConcurrency=8", "--set", "metrics.dashboard.enabled=true")
+	if err := c.c.List(ctx, models); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range models.Items {
+		if uids[m.Name] != string(m.UID) {
+			t.Errorf("helm upgrade replaced model %s (uid %s, was %s)", m.Name, m.UID, uids[m.Name])
+		}
+	}
+	if len(models.Items) != len(uids) {
+		t.Errorf("%d models after the upgrade, %d before", len(models.Items), len(uids))
+	}
+	if caAfter := webhookCA(t, c); caAfter != caBefore {
+		t.Error("helm upgrade generated a new webhook CA: the chart must keep the Secret it generated")
+	}
+	// A restarted manager (the upgrade's rollout) finds everything as it was.
+	if err := op.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	op = startManager(t, kubeconfig, dir, "manager-after-upgrade")
+	converged(t, c, set.Workloads())
+	if after := workloadAnnotations(t, c, set.Workloads()); !equalMaps(annotations, after) {
+		t.Error("the workloads' annotations changed across the upgrade")
+	}
+
+	// Uninstall as NOTES.txt says: the models first, while the manager runs.
+	if _, _, err := c.kubectl("", "delete", "responsibilitymodels", "--all", "--wait", "--timeout=120s"); err != nil {
+		t.Fatal(err)
+	}
+	for key, a := range workloadAnnotations(t, c, set.Workloads()) {
+		if a != "" {
+			t.Errorf("%s still carries the operator's annotations after its models were deleted: %s", key, a)
+		}
+	}
+	refused(t, c)
+	// helm uninstall deletes the Deployment with the RBAC: the pods stop.
+	if err := op.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	mustHelm(t, c.Kubeconfig, "uninstall", installRelease, "-n", installNamespace, "--wait", "--timeout=60s")
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := c.c.Get(ctx, client.ObjectKey{Name: installRelease + "-validating-webhook-configuration"}, vwc); !apierrors.IsNotFound(err) {
+		t.Errorf("helm uninstall left the webhook configuration: %v", err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := c.c.Get(ctx, client.ObjectKey{Name: "responsibilitymodels.responsibility.io"}, crd); err != nil {
+		t.Errorf("helm uninstall removed the CRD (Helm keeps crds/; models would be lost): %v", err)
+	}
+}
+
+// impersonating writes a copy of a kubeconfig whose users act as user.
+func impersonating(t *testing.T, kubeconfig, dir, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = user
+	}
+	path := filepath.Join(dir, "impersonating.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startManager runs the manager binary as the chart configures it (leader
+// election in the release namespace); the webhook is left to the other
+// tests (no Service routes to a process here).
+func startManager(t *testing.T, kubeconfig, dir, name string) *devcluster.Operator {
+	t.Helper()
+	op, err := devcluster.StartOperator(devcluster.OperatorOptions{
+		Binary: managerBin, Kubeconfig: kubeconfig, LogPath: filepath.Join(dir, name+".log"),
+		Args: []string{"--leader-elect", "--leader-elect-namespace=" + installNamespace, "--leader-elect-retry-period=200ms"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = op.Kill()
+		if t.Failed() {
+			raw, _ := os.ReadFile(op.LogPath)
+			lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			t.Logf("last lines of the %s log:\n%s", name, strings.Join(lines, "\n"))
+		}
+	})
+	if err := op.WaitReady(t.Context(), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return op
+}
+
+// converged waits until every duty of every sample has the state the
+// catalog's tests give it: met on the good tenant, unmet on the bad one.
+func converged(t *testing.T, c *cluster, workloads []samples.Workload) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, w := range workloads {
+		var want []string
+		for _, m := range w.Models {
+			for _, d := range m.Duties {
+				want = append(want, fmt.Sprintf("%s/%s=%s", m.Name, d.Name, w.Want))
+			}
+		}
+		sort.Strings(want)
+		for {
+			got, err := dutyStates(t.Context(), c.c, w)
+			if err == nil && strings.Join(got, " ") == strings.Join(want, " ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (%s %s/%s): duties\n  got  %v (%v)\n  want %v", w.File, w.GetKind(), w.GetNamespace(), w.GetName(), got, err, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// dutyStates reads model/duty=state from a workload's duties annotation.
+func dutyStates(ctx context.Context, c client.Client, w samples.Workload) ([]string, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(w.GroupVersionKind())
+	if err := c.Get(ctx, client.ObjectKeyFromObject(w), u); err != nil {
+		return nil, err
+	}
+	var out []string
+	for model, duties := range evaluate.ParseDuties(u.GetAnnotations()[v1alpha1.AnnotationDuties]) {
+		for duty, a := range duties {
+			out = append(out, fmt.Sprintf("%s/%s=%s", model, duty, a.State))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// workloadAnnotations returns the annotations and label the operator owns
+// on each sample, joined into one string per object.
+func workloadAnnotations(t *testing.T, c *cluster, workloads []samples.Workload) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, w := range workloads {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(w.GroupVersionKind())
+		if err := c.c.Get(t.Context(), client.ObjectKeyFromObject(w), u); err != nil {
+			t.Fatal(err)
+		}
+		var ours []string
+		for _, k := range v1alpha1.OwnedAnnotations {
+			if v, ok := u.GetAnnotations()[k]; ok {
+				ours = append(ours, k+"="+v)
+			}
+		}
+		if v, ok := u.GetLabels()[v1alpha1.LabelStatus]; ok {
+			ours = append(ours, v1alpha1.LabelStatus+"="+v)
+		}
+		out[w.GetKind()+" "+w.GetNamespace()+"/"+w.GetName()] = strings.Join(ours, "\n")
+	}
+	return out
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// waitReady waits for a model's Ready condition.
+func waitReady(t *testing.T, c *cluster, name string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		m := &v1alpha1.ResponsibilityModel{}
+		err := c.c.Get(t.Context(), client.ObjectKey{Name: name}, m)
+		if err == nil && meta.IsStatusConditionTrue(m.Status.Conditions, v1alpha1.ConditionReady) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("model %s is not Ready: %v %v", name, m.Status.Conditions, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// webhookCA returns the CA bundle of the chart's webhook configuration,
+// which must be the ca.crt of the Secret the manager serves with.
+func webhookCA(t *testing.T, c *cluster) string {
+	t.Helper()
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := c.c.Get(t.Context(), client.ObjectKey{Name: installRelease + "-validating-webhook-configuration"}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{}
+	if err := c.c.Get(t.Context(), client.ObjectKey{Namespace: installNamespace, Name: installRelease + "-webhook-server-cert"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range vwc.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"]) || len(secret.Data["tls.crt"]) == 0 || len(secret.Data["tls.key"]) == 0 {
+			t.Fatalf("webhook %s: its CA bundle is not the ca.crt of Secret %s, or the Secret has no key pair", w.Name, secret.Name)
+		}
+	}
+	return string(secret.Data["ca.crt"])
+}
+
+// refused fails the test for every request of the chart's ServiceAccount
+// the API server refused (403), as its audit log records them.
+func refused(t *testing.T, c *cluster) {
+	t.Helper()
+	f, err := os.Open(c.auditLog)
+	if err != nil {
+		t.Fatalf("the API server's audit log: %v", err)
+	}
+	defer func() { _ = f.Close() }()
+	type event struct {
+		Verb       string `json:"verb"`
+		RequestURI string `json:"requestURI"`
+		User       struct {
+			Username string `json:"username"`
+		} `json:"user"`
+		ImpersonatedUser *struct {
+			Username string `json:"username"`
+		} `json:"impersonatedUser"`
+		ResponseStatus struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"responseStatus"`
+	}
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 1<<20), 1<<24)
+	requests, denied := 0, 0
+	for scanner.Scan() {
+		var e event
+		if err := json.Unmarshal(scanner.Bytes(), &e); err != nil {
+			t.Fatalf("audit log: %v", err)
+		}
+		if e.ImpersonatedUser == nil || e.ImpersonatedUser.Username != "system:serviceaccount:"+installNamespace+":"+serviceAccount {
+			continue
+		}
+		requests++
+		if e.ResponseStatus.Code == 403 {
+			denied++
+			if denied <= 10 {
+				t.Errorf("the API server refused the chart's ServiceAccount: %s %s: %s", e.Verb, e.RequestURI, e.ResponseStatus.Message)
+			}
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if requests == 0 {
+		t.Fatal("the audit log records no request of the chart's ServiceAccount: the manager did not run as it, or the policy matches nobody")
+	}
+	if denied > 10 {
+		t.Errorf("... and %d more refusals", denied-10)
+	}
+	t.Logf("audit log: %d requests of %s, %d refused", requests, serviceAccount, denied)
+}
