@@ -7,6 +7,7 @@ CHART_DIR ?= charts/responsibility-operator
 VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' $(CHART_DIR)/Chart.yaml)
 IMAGE_REPO ?= ghcr.io/responsibility-operator/responsibility-operator
 IMG ?= $(IMAGE_REPO):v$(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 K8S_VERSION ?= v1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
@@ -135,6 +136,10 @@ dist: manifests controlplane ## Write dist/install.yaml: the CRD, RBAC, operator
 chart-package: manifests helm ## Package the Helm chart into dist/ (helm lint first).
 	$(HELM) lint --strict $(CHART_DIR)
 	$(HELM) package $(CHART_DIR) -d dist
+
+.PHONY: image
+image: ## Build the manager's multi-arch OCI image without Docker into bin/image (IMG, VERSION, IMAGE_PLATFORMS; SOURCE_DATE_EPOCH or the commit time fixes every timestamp).
+	go run ./hack/image -version $(VERSION) -tag $(IMG) -platforms $(IMAGE_PLATFORMS) -out $(LOCALBIN)/image
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
