@@ -298,8 +298,13 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	annotations := workloadAnnotations(t, c, set.Workloads())
 	refused(t, c)
 
-	// helm upgrade with other values: the models are the same objects, the
-	// annotations are untouched, the chart's certificate and CA are kept.
+	// Upgrade as docs/operations.md says: the CRDs first (Helm installs
+	// crds/ but never upgrades them), then helm upgrade with other values.
+	// The models are the same objects, the annotations are untouched, the
+	// chart's certificate and CA are kept.
+	if _, _, err := c.kubectl(mustHelm(t, "", "show", "crds", chartDir), "apply", "--server-side", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
 	mustHelm(t, c.Kubeconfig, "upgrade", installRelease, chartDir, "-n", installNamespace, "--reuse-values",
 		"--set", "image.tag=v0.1.0-upgrade", "--set", "operator.workloadConcurrency=8", "--set", "metrics.dashboard.enabled=true")
 	if err := c.c.List(ctx, models); err != nil {

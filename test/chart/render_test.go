@@ -265,3 +265,85 @@ func toYAML(v any) string {
 	}
 	return strings.TrimSpace(string(raw))
 }
+
+// TestDefaultImageIsWhatMakeImageTags checks that the chart's default image
+// is the reference `make image` tags: the Makefile's IMAGE_REPO and
+// v + the chart's appVersion.
+func TestDefaultImageIsWhatMakeImageTags(t *testing.T) {
+	needTools(t)
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repo string
+	for line := range strings.SplitSeq(string(makefile), "\n") {
+		if v, ok := strings.CutPrefix(line, "IMAGE_REPO ?= "); ok {
+			repo = strings.TrimSpace(v)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(raw, &chart); err != nil {
+		t.Fatal(err)
+	}
+	if repo == "" || chart.AppVersion == "" {
+		t.Fatalf("Makefile IMAGE_REPO %q, Chart.yaml appVersion %q: both must be set", repo, chart.AppVersion)
+	}
+	deploy := index(t, mustHelm(t, "", "template", deployRelease, chartDir))["Deployment/"+deployRelease+"-controller-manager"]
+	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	got := containers[0].(map[string]any)["image"]
+	if want := repo + ":v" + chart.AppVersion; got != want {
+		t.Errorf("the chart's default image is %v; make image tags %s", got, want)
+	}
+}
+
+// TestCatalogIsConfigCatalog renders the chart with the catalog on and
+// compares every model with its file in config/catalog: the same spec (the
+// chart reads and writes it back as YAML, which must change nothing), and
+// only labels added.
+func TestCatalogIsConfigCatalog(t *testing.T) {
+	needTools(t)
+	rendered := index(t, mustHelm(t, "", "template", deployRelease, chartDir, "--set", "catalog.enabled=true"))
+	files, err := filepath.Glob(filepath.Join(root, "config", "catalog", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := 0
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range index(t, string(raw)) {
+			models++
+			got, ok := rendered[key]
+			if !ok {
+				t.Errorf("%s (%s) is not in the chart's rendering", key, filepath.Base(f))
+				continue
+			}
+			if !reflect.DeepEqual(want.Object["spec"], got.Object["spec"]) {
+				t.Errorf("%s: the chart's spec differs from %s", key, filepath.Base(f))
+			}
+			if got.GetLabels()["responsibility.io/catalog"] == "" {
+				t.Errorf("%s has no responsibility.io/catalog label: the chart's webhook would not let Helm create it", key)
+			}
+		}
+	}
+	var inChart int
+	for key := range rendered {
+		if strings.HasPrefix(key, "ResponsibilityModel/") {
+			inChart++
+		}
+	}
+	if models == 0 || inChart != models {
+		t.Errorf("config/catalog has %d models, the chart renders %d", models, inChart)
+	}
+}
