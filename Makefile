@@ -12,6 +12,7 @@ K8S_VERSION ?= v1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v4.3.2
+KREW_VERSION ?= v0.4.3
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -42,7 +43,7 @@ demo: controlplane build install-plugin ## Start a local control plane, apply sa
 	go run ./hack/demo
 
 .PHONY: test
-test: verify lint controlplane helm ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
+test: verify lint controlplane helm krew ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-models
 	$(MAKE) --no-print-directory test-fuzz
@@ -137,6 +138,10 @@ chart-package: manifests helm ## Package the Helm chart into dist/ (helm lint fi
 	$(HELM) lint --strict $(CHART_DIR)
 	$(HELM) package $(CHART_DIR) -d dist
 
+.PHONY: plugin-archives
+plugin-archives: ## Cross-compile the kubectl plugin into dist/plugin: a reproducible archive per platform, sha256sums.txt and the krew manifest responsibility.yaml (VERSION).
+	go run ./hack/release -version $(VERSION) -out dist/plugin
+
 .PHONY: image
 image: ## Build the manager's multi-arch OCI image without Docker into bin/image (IMG, VERSION, IMAGE_PLATFORMS; SOURCE_DATE_EPOCH or the commit time fixes every timestamp).
 	go run ./hack/image -version $(VERSION) -tag $(IMG) -platforms $(IMAGE_PLATFORMS) -out $(LOCALBIN)/image
@@ -186,6 +191,10 @@ controller-gen: ## Install controller-gen into bin/.
 .PHONY: helm
 helm: ## Install helm into bin/.
 	@hack/go-tool.sh $(LOCALBIN) helm helm.sh/helm/v4/cmd/helm $(HELM_VERSION)
+
+.PHONY: krew
+krew: ## Install krew into bin/ (the plugin archives' install test runs it).
+	@hack/go-tool.sh $(LOCALBIN) krew sigs.k8s.io/krew/cmd/krew $(KREW_VERSION)
 
 .PHONY: golangci-lint
 golangci-lint: ## Install golangci-lint into bin/.

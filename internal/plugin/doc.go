@@ -1,5 +1,5 @@
 // Package plugin is the kubectl plugin kubectl-responsibility: the commands
-// show, unmet, models, explain and lint, for tenants who read the
+// show, unmet, models, explain, lint, test and version, for tenants who read the
 // responsibility annotations and events on their objects and for the
 // operators and model authors who write ResponsibilityModels.
 //

@@ -62,7 +62,8 @@ which customer duties are met, and how to fix or waive the others.
   kubectl responsibility models                  # the models, their targets and counts
   kubectl responsibility explain MODEL           # one model's matrix and rules
   kubectl responsibility lint model.yaml --against samples.yaml   # offline, no cluster
-  kubectl responsibility test tests/                               # expected duty states, offline`,
+  kubectl responsibility test tests/                               # expected duty states, offline
+  kubectl responsibility version                 # the plugin's release`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl responsibility"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -84,7 +85,7 @@ which customer duties are met, and how to fix or waive the others.
 		}
 		return fmt.Errorf("unknown output format %q: use -o json or -o yaml, or omit -o for a table", o.Output)
 	}
-	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o))
+	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o), newVersionCommand(o))
 	return root
 }
 
