@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
@@ -280,7 +285,9 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 
 	// The manager, as the chart's ServiceAccount.
 	kubeconfig := impersonating(t, c.Kubeconfig, dir, "system:serviceaccount:"+installNamespace+":"+serviceAccount)
-	op := startManager(t, kubeconfig, dir, "manager")
+	webhook := webhookCerts(t, c, dir)
+	op := startManager(t, kubeconfig, dir, "manager", webhook)
+	servesChartCertificate(t, webhook, caBefore)
 	set, err := samples.Load(root)
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +332,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if err := op.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	op = startManager(t, kubeconfig, dir, "manager-after-upgrade")
+	op = startManager(t, kubeconfig, dir, "manager-after-upgrade", webhook)
 	converged(t, c, set.Workloads())
 	if after := workloadAnnotations(t, c, set.Workloads()); !equalMaps(annotations, after) {
 		t.Error("the workloads' annotations changed across the upgrade")
@@ -373,13 +380,64 @@ func impersonating(t *testing.T, kubeconfig, dir, user string) string {
 	return path
 }
 
-// startManager runs the manager binary as the chart configures it (leader
-// election in the release namespace); the webhook is left to the other
-// tests (no Service routes to a process here).
-func startManager(t *testing.T, kubeconfig, dir, name string) *devcluster.Operator {
+// webhookCerts writes the chart's webhook Secret where the manager reads
+// its serving certificate, as the Deployment mounts it, and picks a port.
+func webhookCerts(t *testing.T, c *cluster, dir string) *envtest.WebhookInstallOptions {
+	t.Helper()
+	secret := &corev1.Secret{}
+	if err := c.c.Get(t.Context(), client.ObjectKey{Namespace: installNamespace, Name: installRelease + "-webhook-server-cert"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	certs := filepath.Join(dir, "serving-certs")
+	if err := os.MkdirAll(certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range secret.Data {
+		if err := os.WriteFile(filepath.Join(certs, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port, err := devcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", LocalServingPort: port, LocalServingCertDir: certs}
+}
+
+// servesChartCertificate connects to the manager's webhook server as the
+// API server would through the chart's Service: trusting only the CA bundle
+// of the chart's webhook configuration, for the Service's DNS name. The
+// handshake fails if the chart generated a certificate for another name or
+// signed by another CA than the one it injected.
+func servesChartCertificate(t *testing.T, webhook *envtest.WebhookInstallOptions, caBundle string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caBundle)) {
+		t.Fatal("the webhook configuration's CA bundle holds no PEM certificate")
+	}
+	addr := net.JoinHostPort(webhook.LocalServingHost, strconv.Itoa(webhook.LocalServingPort))
+	serverName := installRelease + "-webhook-service." + installNamespace + ".svc"
+	var err error
+	for range 50 { // the webhook server starts beside the probes
+		var conn *tls.Conn
+		conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12})
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("TLS to the webhook server as %s, trusting the chart's CA bundle: %v", serverName, err)
+}
+
+// startManager runs the manager binary as the chart configures it: leader
+// election in the release namespace, the webhook served with the chart's
+// certificate (no Service routes to a process here, so the API server does
+// not call it; servesChartCertificate checks what it would see).
+func startManager(t *testing.T, kubeconfig, dir, name string, webhook *envtest.WebhookInstallOptions) *devcluster.Operator {
 	t.Helper()
 	op, err := devcluster.StartOperator(devcluster.OperatorOptions{
-		Binary: managerBin, Kubeconfig: kubeconfig, LogPath: filepath.Join(dir, name+".log"),
+		Binary: managerBin, Kubeconfig: kubeconfig, LogPath: filepath.Join(dir, name+".log"), Webhook: webhook,
 		Args: []string{"--leader-elect", "--leader-elect-namespace=" + installNamespace, "--leader-elect-retry-period=200ms"},
 	})
 	if err != nil {
