@@ -53,6 +53,8 @@ func TestValuesRefused(t *testing.T) {
 		{"catalog model that does not exist", []string{"catalog.enabled=true", "catalog.models={danubedata-nope}"}, `catalog.models names "danubedata-nope", which the catalog does not have`},
 		{"replicas without leader election", []string{"operator.leaderElection.enabled=false"}, "replicaCount > 1 needs operator.leaderElection.enabled"},
 		{"no service account to run as", []string{"serviceAccount.create=false"}, "serviceAccount.name is required"},
+		{"a PDB that blocks every drain", []string{"podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=2"}, "podDisruptionBudget.minAvailable (2) must be below replicaCount (2)"},
+		{"a ServiceMonitor without metrics", []string{"metrics.enabled=false", "metrics.serviceMonitor.enabled=true"}, "need metrics.enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "x", chartDir}
