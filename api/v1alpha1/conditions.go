@@ -10,6 +10,11 @@ const (
 	ConditionTargetsResolved = "TargetsResolved"
 	// ConditionRulesValid is True when every duty's rule compiles.
 	ConditionRulesValid = "RulesValid"
+	// ConditionAdmissionPolicies is True when the ValidatingAdmissionPolicies
+	// of the duties with an admission action (spec.admission) are applied;
+	// its message names the duties only the operator can evaluate. Absent
+	// when no duty has one.
+	ConditionAdmissionPolicies = "AdmissionPolicies"
 )
 
 // Condition reasons of a ResponsibilityModel.
@@ -24,6 +29,10 @@ const (
 	ReasonRulesCompiled = "Compiled"
 	// ReasonRuleInvalid: at least one rule does not compile.
 	ReasonRuleInvalid = "RuleInvalid"
+	// ReasonPoliciesApplied: the admission policies are applied.
+	ReasonPoliciesApplied = "PoliciesApplied"
+	// ReasonPoliciesFailed: the API server refused an admission policy.
+	ReasonPoliciesFailed = "PoliciesFailed"
 	// ReasonApplied: the model is applied to its targets.
 	ReasonApplied = "Applied"
 	// ReasonNotReady: a prerequisite condition is False; its message says which.

@@ -28,6 +28,27 @@ const (
 	WaiversForbidden WaiverPolicy = "Forbidden"
 )
 
+// AdmissionAction is what the API server itself does when an object a model
+// targets is created or updated with a duty unmet: the operator generates a
+// ValidatingAdmissionPolicy from the duty's rule, so no webhook of this
+// project is in the request path.
+// +kubebuilder:validation:Enum=None;Warn;Deny;Audit
+type AdmissionAction string
+
+const (
+	// AdmissionNone does nothing at admission; the operator reports the
+	// duty after the fact (annotations, events), as it always does.
+	AdmissionNone AdmissionAction = "None"
+	// AdmissionWarn stores the object, and the client (kubectl) prints the
+	// duty's message as a warning.
+	AdmissionWarn AdmissionAction = "Warn"
+	// AdmissionDeny makes the API server refuse the object with the duty's message.
+	AdmissionDeny AdmissionAction = "Deny"
+	// AdmissionAudit stores the object, and the API server's audit log
+	// records the duty's message as an audit annotation.
+	AdmissionAudit AdmissionAction = "Audit"
+)
+
 // ResponsibilityModelSpec is one service's shared responsibility matrix and
 // the objects it applies to.
 // +kubebuilder:validation:XValidation:rule="self.areas.all(a, !has(a.duties) || a.duties.all(d, self.areas.filter(b, has(b.duties) && b.duties.exists(e, e.name == d.name)).size() == 1))",message="duty names must be unique across all areas of a model"
@@ -75,6 +96,16 @@ type ResponsibilityModelSpec struct {
 	// Absent, a waiver may carry an expiry or not.
 	// +optional
 	WaiverExpiry *WaiverExpiry `json:"waiverExpiry,omitempty"`
+
+	// Admission is what the API server does when an object is created or
+	// updated with one of this model's duties unmet: None (the default),
+	// Warn, Deny or Audit. A duty's own admission overrides it. The operator
+	// keeps a ValidatingAdmissionPolicy and bindings equal to the model;
+	// duties whose rule reads related objects or `now` cannot be evaluated
+	// by the API server and stay the operator's alone (the model's
+	// AdmissionPolicies condition names them).
+	// +optional
+	Admission AdmissionAction `json:"admission,omitempty"`
 
 	// Parameters are values the rules and message expressions read as
 	// params.<name> (strings), so that a platform team can tune a duty, a
@@ -221,6 +252,12 @@ type Duty struct {
 	// +kubebuilder:default=Warning
 	// +optional
 	Severity Severity `json:"severity,omitempty"`
+
+	// Admission overrides the model's spec.admission for this duty. Deny is
+	// refused on a duty whose rule or message reads related objects or
+	// `now`: the API server cannot evaluate it.
+	// +optional
+	Admission AdmissionAction `json:"admission,omitempty"`
 
 	// Related declares other objects in the target's namespace that the rule
 	// may read, as lists under `related.<name>`.

@@ -98,3 +98,8 @@ const (
 	// EventApplyFailed (Warning, on a workload): the annotations could not be written.
 	EventApplyFailed = "ApplyFailed"
 )
+
+// LabelModel is on every ValidatingAdmissionPolicy and binding the operator
+// generates from a model (spec.admission): the model's name, so that the
+// policies of a model are found and removed with it.
+const LabelModel = Prefix + "model"

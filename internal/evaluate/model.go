@@ -74,6 +74,9 @@ type Duty struct {
 
 	rule        *program
 	messageExpr *program
+	// admission is the duty for a ValidatingAdmissionPolicy; nil for
+	// admission None.
+	admission *AdmissionDuty
 }
 
 // ReadsNow reports whether the duty's rule or message reads `now`.
@@ -188,6 +191,14 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 			errs = append(errs, derrs...)
 			if duty == nil {
 				continue
+			}
+			action := d.Admission
+			if action == "" {
+				action = rm.Spec.Admission
+			}
+			var err error
+			if duty.admission, err = admissionDuty(duty, action, d.Rule, d.MessageExpression, m.params); err != nil {
+				fail(path+".admission", "%v", err)
 			}
 			for _, r := range duty.Related {
 				if src := r.Source(); !sourceSeen[src] {
