@@ -71,6 +71,13 @@ func (r *ModelReconciler) finalize(ctx context.Context, rm *v1alpha1.Responsibil
 			return reconcile.Result{RequeueAfter: cleanupRetry}, nil
 		}
 	}
+	if r.Admission != nil {
+		// The garbage collector would remove them after the model (they are
+		// owned by it); until then they would answer for a deleted model.
+		if err := r.Admission.Delete(ctx, rm.Name); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	patch := client.MergeFrom(rm.DeepCopy())
 	controllerutil.RemoveFinalizer(rm, v1alpha1.Finalizer)
 	if err := r.Client.Patch(ctx, rm, patch); err != nil && !apierrors.IsNotFound(err) {

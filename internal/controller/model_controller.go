@@ -68,6 +68,8 @@ type ModelReconciler struct {
 	// Reports, when set, are waited for by a deleting model's finalizer
 	// until no policy report lists the model.
 	Reports ReportsCleared
+	// Admission keeps the models' ValidatingAdmissionPolicies.
+	Admission *AdmissionPolicies
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
@@ -185,7 +187,8 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if err := r.collectWatches(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
-	statusWait, err := r.updateStatus(ctx, rm, cm)
+	adm := r.syncAdmission(ctx, rm, cm)
+	statusWait, err := r.updateStatus(ctx, rm, cm, adm)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -194,13 +197,28 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	switch {
 	case r.settling(&rm.Spec):
 		retry = crdSettleRetry
-	case !cm.res.ok():
+	case !cm.res.ok(), adm.requested && !adm.ok:
 		retry = unresolvedRetry
 	}
 	if retry > 0 && (res.RequeueAfter == 0 || retry < res.RequeueAfter) {
 		res.RequeueAfter = retry
 	}
 	return res, nil
+}
+
+// syncAdmission keeps the model's admission policies equal to it, with the
+// resources of its served target kinds.
+func (r *ModelReconciler) syncAdmission(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel) admissionState {
+	if r.Admission == nil {
+		return admissionState{}
+	}
+	resources := map[schema.GroupVersionKind]schema.GroupVersionResource{}
+	for _, gvk := range cm.res.resolved {
+		if gvr, ok, err := r.Resolver.resource(gvk); err == nil && ok {
+			resources[gvk] = gvr
+		}
+	}
+	return r.Admission.Sync(ctx, rm, cm.model, resources)
 }
 
 // modelsSettleLimit bounds how long workloads wait for the models that

@@ -27,7 +27,7 @@ const statusCountsInterval = 5 * time.Second
 // updateStatus writes conditions and counts, only when they changed. A change
 // of the counts alone waits until statusCountsInterval has passed since the
 // model's last status write: it returns how long, and writes nothing.
-func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel) (time.Duration, error) {
+func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.ResponsibilityModel, cm compiledModel, adm admissionState) (time.Duration, error) {
 	before := rm.Status.DeepCopy()
 	st := &rm.Status
 	st.ObservedGeneration = rm.Generation
@@ -41,6 +41,13 @@ func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.Respons
 	setCondition(st, rm.Generation, v1alpha1.ConditionTargetsResolved, cm.res.ok(), v1alpha1.ReasonResolved,
 		"Every target and related kind is served and permitted.", cm.res.reason, cm.res.message)
 
+	switch {
+	case adm.requested:
+		setCondition(st, rm.Generation, v1alpha1.ConditionAdmissionPolicies, adm.ok, v1alpha1.ReasonPoliciesApplied, adm.message,
+			v1alpha1.ReasonPoliciesFailed, adm.message)
+	case cm.model != nil:
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionAdmissionPolicies)
+	}
 	switch {
 	case cm.err != nil:
 		setCondition(st, rm.Generation, v1alpha1.ConditionReady, false, "", "", v1alpha1.ReasonRuleInvalid,

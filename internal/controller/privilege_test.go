@@ -259,6 +259,9 @@ var operatorOwnWrites = map[string][]string{
 	"authorization.k8s.io/selfsubjectaccessreviews":     {"create"},
 	"openreports.io/reports":                            {"create", "patch", "delete"},
 	"wgpolicyk8s.io/policyreports":                      {"create", "patch", "delete"},
+	// The ValidatingAdmissionPolicies generated from the models (spec.admission).
+	"admissionregistration.k8s.io/validatingadmissionpolicies":       {"create", "patch", "delete"},
+	"admissionregistration.k8s.io/validatingadmissionpolicybindings": {"create", "patch", "delete"},
 }
 
 // 8 (continued). config/rbac/role.yaml (generated from the markers in

@@ -118,7 +118,17 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("watch report requests: %w", err)
 	}
 
+	operator, err := WhoAmI(context.Background(), mgr.GetClient())
+	if err != nil {
+		// The policies then also answer the operator's own writes: warnings
+		// in its log, never a refusal (it only adds annotations).
+		log.Log.WithName("setup").Error(err, "admission policies will evaluate the operator's own requests too")
+	}
 	models := &ModelReconciler{
+		Admission: &AdmissionPolicies{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+			Excluded: opts.ExcludedNamespaces, Operator: operator,
+		},
 		Written:            written,
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
 		Client:             mgr.GetClient(),
