@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
 // ModelView is what explain prints: one model's summary (as models lists
@@ -43,6 +44,11 @@ type DutyView struct {
 	MessageExpression string              `json:"messageExpression,omitempty"`
 	Related           []RelatedView       `json:"related,omitempty"`
 	Counts            v1alpha1.DutyStatus `json:"counts"`
+	// Admission is the duty's admission action (spec.admission), absent for
+	// None; AdmissionOperatorOnly says why the API server cannot evaluate
+	// it, when it cannot.
+	Admission             v1alpha1.AdmissionAction `json:"admission,omitempty"`
+	AdmissionOperatorOnly string                   `json:"admissionOperatorOnly,omitempty"`
 }
 
 // RelatedView is one related list a duty's rule reads.
@@ -101,6 +107,12 @@ func newModelView(rm *v1alpha1.ResponsibilityModel) ModelView {
 	for _, d := range rm.Status.Duties {
 		counts[d.Name] = d
 	}
+	admission := map[string]evaluate.AdmissionDuty{}
+	if m, err := evaluate.Compile(rm); err == nil {
+		for _, d := range m.Admission() {
+			admission[d.Name] = d
+		}
+	}
 	for _, a := range rm.Spec.Areas {
 		v.Matrix = append(v.Matrix, MatrixRow{Model: rm.Name, Area: a.Name, Provider: a.Provider, Customer: a.Customer})
 		for _, d := range a.Duties {
@@ -112,6 +124,9 @@ func newModelView(rm *v1alpha1.ResponsibilityModel) ModelView {
 				dv.Severity = v1alpha1.SeverityWarning
 			}
 			dv.Counts.Name = d.Name
+			if a, ok := admission[d.Name]; ok {
+				dv.Admission, dv.AdmissionOperatorOnly = a.Action, a.NotEvaluable
+			}
 			for _, r := range d.Related {
 				dv.Related = append(dv.Related, RelatedView{Name: r.Name, APIVersion: r.APIVersion, Kind: r.Kind, Selector: formatSelector(r.Selector), Namespace: r.Namespace})
 			}
@@ -177,6 +192,12 @@ func (o *Options) printModel(w *printer, v ModelView) error {
 		printBlock(w, "Rule", d.Rule)
 		printBlock(w, "Message", d.Message)
 		printBlock(w, "Message expression", d.MessageExpression)
+		switch {
+		case d.Admission != "" && d.AdmissionOperatorOnly != "":
+			w.printf("  Admission: %s, but not at kubectl apply: %s, which only the operator can evaluate\n", d.Admission, sanitize(d.AdmissionOperatorOnly))
+		case d.Admission != "":
+			w.printf("  Admission: %s (the API server answers at kubectl apply, by a ValidatingAdmissionPolicy)\n", d.Admission)
+		}
 		for _, r := range d.Related {
 			where := ""
 			if r.Namespace != "" {

@@ -30,11 +30,15 @@ const (
 )
 
 // schemaLimits are the limits by field path, list indexes written as [].
+// admissionActions are the values of spec.admission and a duty's admission.
+var admissionActions = []string{string(v1alpha1.AdmissionNone), string(v1alpha1.AdmissionWarn), string(v1alpha1.AdmissionDeny), string(v1alpha1.AdmissionAudit)}
+
 var schemaLimits = map[string]fieldLimit{
 	"spec.service":                               {minLength: 1, maxLength: 256},
 	"spec.provider":                              {minLength: 1, maxLength: 128},
 	"spec.description":                           {maxLength: 4096},
 	"spec.waivers":                               {enum: []string{string(v1alpha1.WaiversAllowed), string(v1alpha1.WaiversForbidden)}},
+	"spec.admission":                             {enum: admissionActions},
 	"spec.targets":                               {minItems: 1, maxItems: 32},
 	"spec.targets[].apiVersion":                  {minLength: 1, maxLength: 253, pattern: patternAPIVersion},
 	"spec.targets[].kind":                        {minLength: 1, maxLength: 63, pattern: patternKind},
@@ -49,6 +53,7 @@ var schemaLimits = map[string]fieldLimit{
 	"spec.areas[].duties[].message":              {maxLength: 1024},
 	"spec.areas[].duties[].messageExpression":    {maxLength: 4096},
 	"spec.areas[].duties[].severity":             {enum: []string{string(v1alpha1.SeverityWarning), string(v1alpha1.SeverityInfo)}},
+	"spec.areas[].duties[].admission":            {enum: admissionActions},
 	"spec.areas[].duties[].related":              {maxItems: 8},
 	"spec.areas[].duties[].related[].name":       {minLength: 1, maxLength: 63, pattern: patternIdentifier},
 	"spec.areas[].duties[].related[].apiVersion": {minLength: 1, maxLength: 253, pattern: patternAPIVersion},
@@ -124,7 +129,7 @@ func checkShape(rm *v1alpha1.ResponsibilityModel) []evaluate.FieldError {
 		c.fail("metadata.name", "required")
 	}
 	s := &rm.Spec
-	c.strs("spec", "service", s.Service, "provider", s.Provider, "description", s.Description, "waivers", string(s.Waivers))
+	c.strs("spec", "service", s.Service, "provider", s.Provider, "description", s.Description, "waivers", string(s.Waivers), "admission", string(s.Admission))
 	c.items("spec.targets", len(s.Targets))
 	for i, t := range s.Targets {
 		c.strs(fmt.Sprintf("spec.targets[%d]", i), "apiVersion", t.APIVersion, "kind", t.Kind)
@@ -137,7 +142,7 @@ func checkShape(rm *v1alpha1.ResponsibilityModel) []evaluate.FieldError {
 		for j, d := range a.Duties {
 			dp := fmt.Sprintf("%s.duties[%d]", p, j)
 			c.strs(dp, "name", d.Name, "description", d.Description, "rule", d.Rule, "message", d.Message,
-				"messageExpression", d.MessageExpression, "severity", string(d.Severity))
+				"messageExpression", d.MessageExpression, "severity", string(d.Severity), "admission", string(d.Admission))
 			c.items(dp+".related", len(d.Related))
 			for k, r := range d.Related {
 				c.strs(fmt.Sprintf("%s.related[%d]", dp, k), "name", r.Name, "apiVersion", r.APIVersion, "kind", r.Kind, "namespace", r.Namespace)
