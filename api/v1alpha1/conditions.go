@@ -31,6 +31,10 @@ const (
 	ReasonRuleInvalid = "RuleInvalid"
 	// ReasonPoliciesApplied: the admission policies are applied.
 	ReasonPoliciesApplied = "PoliciesApplied"
+	// ReasonPoliciesTypeWarnings: the admission policies are applied, and
+	// type-checking them against the target kinds' schemas found fields the
+	// schemas do not have; the message names the duties.
+	ReasonPoliciesTypeWarnings = "PoliciesAppliedWithWarnings"
 	// ReasonPoliciesFailed: the API server refused an admission policy.
 	ReasonPoliciesFailed = "PoliciesFailed"
 	// ReasonApplied: the model is applied to its targets.

@@ -61,6 +61,8 @@ type Input struct {
 type Policies struct {
 	Policies []*admissionregistrationv1.ValidatingAdmissionPolicy
 	Bindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// Duties name the duty of each validation, by policy name and index.
+	Duties map[string][]string `json:"-"`
 }
 
 // actions are the admission actions in the order their policies are made.
@@ -81,12 +83,14 @@ func Build(in Input) Policies {
 	if len(duties) == 0 || len(rules) == 0 {
 		return out
 	}
+	out.Duties = map[string][]string{}
 	for _, action := range actions {
-		validations := validationsFor(in, duties, action)
+		validations, names := validationsFor(in, duties, action)
 		if len(validations) == 0 {
 			continue
 		}
 		name := PolicyName(in.Model.Name, action)
+		out.Duties[name] = names
 		out.Policies = append(out.Policies, &admissionregistrationv1.ValidatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 			ObjectMeta: meta(in.Model, name),
@@ -197,8 +201,9 @@ func matchConditions(operator string) []admissionregistrationv1.MatchCondition {
 // validationsFor are the validations of a policy: one per evaluable duty of
 // the action, and in the Warn policy one per waivable duty of any action
 // that tells a waived object it is waived.
-func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.AdmissionAction) []admissionregistrationv1.Validation {
+func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.AdmissionAction) ([]admissionregistrationv1.Validation, []string) {
 	var out []admissionregistrationv1.Validation
+	var names []string
 	m := in.Compiled
 	for _, d := range duties {
 		if d.NotEvaluable != "" || d.Action != action {
@@ -222,6 +227,7 @@ func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.A
 				waiverHint(d.Name, m.WaiversAllowed, true)
 		}
 		out = append(out, v)
+		names = append(names, d.Name)
 	}
 	if action == v1alpha1.AdmissionWarn && m.WaiversAllowed {
 		for _, d := range duties {
@@ -235,9 +241,10 @@ func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.A
 				MessageExpression: strconv.Quote(fmt.Sprintf("Customer duty %s (%s, area %q) is unmet and waived on this object: ", d.Name, in.Model.Name, d.Area)) +
 					" + object.metadata.annotations[" + strconv.Quote(key) + "]",
 			})
+			names = append(names, d.Name+WaiverNotice)
 		}
 	}
-	return out
+	return out, names
 }
 
 // waived is true when the object carries a waiver of the duty; with
@@ -280,6 +287,10 @@ func waiverHint(duty string, waivable, expr bool) string {
 	}
 	return hint
 }
+
+// WaiverNotice ends the name of a waiver notice's validation in
+// Policies.Duties.
+const WaiverNotice = " (its waiver notice)"
 
 // maxMessage is the longest message a validation may have.
 const maxMessage = 1024

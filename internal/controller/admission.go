@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -38,10 +39,22 @@ type AdmissionPolicies struct {
 	Excluded []string
 	// Operator is the user the operator's requests authenticate as.
 	Operator string
+	// TypeChecker, when set, type-checks each policy against the target
+	// kinds' schemas as kube-controller-manager does for the policy's
+	// status, so that a field a rule misspells is named in the model's
+	// status, where its author looks.
+	TypeChecker *validating.TypeChecker
 
 	mu sync.Mutex
-	// applied is the hash of what was last applied for each model.
-	applied map[string]string
+	// applied is what was last applied for each model, and what it said.
+	applied map[string]appliedPolicies
+}
+
+// appliedPolicies is the hash of a model's applied policies and the
+// condition they gave.
+type appliedPolicies struct {
+	hash  string
+	state admissionState
 }
 
 // WhoAmI asks the API server which user the client's requests authenticate
@@ -61,7 +74,9 @@ type admissionState struct {
 	// requested is whether any duty has an admission action.
 	requested bool
 	ok        bool
-	message   string
+	// reason is the True reason when not PoliciesApplied.
+	reason  string
+	message string
 }
 
 // Sync applies a model's policies and bindings and deletes those it no
@@ -79,21 +94,76 @@ func (a *AdmissionPolicies) Sync(ctx context.Context, rm *v1alpha1.Responsibilit
 		return admissionState{requested: state.requested, message: err.Error()}
 	}
 	a.mu.Lock()
-	same := a.applied[rm.Name] == hash
+	last, same := a.applied[rm.Name]
 	a.mu.Unlock()
-	if same {
-		return state
+	if same && last.hash == hash {
+		return last.state
 	}
 	if err := a.apply(ctx, rm.Name, want); err != nil {
 		return admissionState{requested: state.requested, message: truncate(err.Error(), maxConditionMessage)}
 	}
+	if warnings := a.typeCheck(want); warnings != "" {
+		state.reason = v1alpha1.ReasonPoliciesTypeWarnings
+		state.message = truncate(state.message+" Type-checking warnings (a field the target's schema does not have, or of another type): "+warnings+".", maxConditionMessage)
+	}
 	a.mu.Lock()
 	if a.applied == nil {
-		a.applied = map[string]string{}
+		a.applied = map[string]appliedPolicies{}
 	}
-	a.applied[rm.Name] = hash
+	a.applied[rm.Name] = appliedPolicies{hash: hash, state: state}
 	a.mu.Unlock()
 	return state
+}
+
+// typeCheck type-checks the policies against the schemas of the kinds they
+// match, and names the duty and the problem of each warning:
+// "tls-enforced: undefined field 'instancez'".
+func (a *AdmissionPolicies) typeCheck(want admission.Policies) string {
+	if a.TypeChecker == nil {
+		return ""
+	}
+	var out []string
+	for _, p := range want.Policies {
+		for _, w := range a.TypeChecker.Check(p) {
+			var i int
+			if _, err := fmt.Sscanf(w.FieldRef, "spec.validations[%d]", &i); err != nil || i >= len(want.Duties[p.Name]) {
+				continue
+			}
+			duty := want.Duties[p.Name][i]
+			if strings.HasSuffix(duty, admission.WaiverNotice) {
+				continue // the same rule as the duty's own validation
+			}
+			if strings.HasSuffix(w.FieldRef, "messageExpression") {
+				duty += " (message)"
+			}
+			for _, problem := range celProblems(w.Warning) {
+				out = append(out, duty+": "+problem)
+			}
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), "; ")
+}
+
+// celProblems picks the messages out of a CEL compiler report
+// ("ERROR: <input>:1:13: undefined field 'instancez'\n | ...\n | ...^"),
+// which the type checker prefixes with the kind checked.
+func celProblems(report string) []string {
+	var out []string
+	for line := range strings.SplitSeq(report, "\n") {
+		_, rest, ok := strings.Cut(line, "ERROR: <input>:")
+		if !ok {
+			continue
+		}
+		// rest is "<line>:<column>: <message>".
+		if parts := strings.SplitN(rest, ": ", 2); len(parts) == 2 {
+			out = append(out, parts[1])
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, strings.Join(strings.Fields(report), " "))
+	}
+	return out
 }
 
 // apply writes want and deletes the model's other policies and bindings.

@@ -315,3 +315,26 @@ func TestAdmissionWithTheCatalog(t *testing.T) {
 	}
 	t.Logf("kubectl apply of cloudnative-pg's cluster-example.yaml:\n%s%s", stderr, stdout)
 }
+
+// TestAdmissionTypeCheck: a rule that reads a field the target's schema
+// does not have (a misspelling the operator's own evaluation can only call
+// Unknown or unmet) is named in the AdmissionPolicies condition, from the
+// type check kube-controller-manager runs on a policy's status.
+func TestAdmissionTypeCheck(t *testing.T) {
+	startManager(t)
+	rm := admissionModel("admission-typo", "admission-typo")
+	rm.Spec.Areas[0].Duties[1].Rule = `!object.spec.?enableSuperuserAcess.orValue(false) && object.spec.instances >= 1`
+	rm.Spec.Areas[0].Duties[1].Admission = v1alpha1.AdmissionWarn
+	rm.Spec.Areas[0].Duties[0].Rule = `object.spec.instancez > 1`
+	applyModel(t, rm)
+	waitAdmissionCondition(t, rm.Name, metav1.ConditionTrue, "Type-checking warnings")
+	cur := &v1alpha1.ResponsibilityModel{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: rm.Name}, cur); err != nil {
+		t.Fatal(err)
+	}
+	c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionAdmissionPolicies)
+	if c.Reason != v1alpha1.ReasonPoliciesTypeWarnings || !strings.Contains(c.Message, "superuser-off: undefined field 'enableSuperuserAcess'; tls-enforced: undefined field 'instancez'.") {
+		t.Errorf("AdmissionPolicies = %s: %s; want the misspelt field of tls-enforced named", c.Reason, c.Message)
+	}
+	t.Logf("%s: %s", c.Reason, c.Message)
+}

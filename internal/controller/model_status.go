@@ -43,7 +43,11 @@ func (r *ModelReconciler) updateStatus(ctx context.Context, rm *v1alpha1.Respons
 
 	switch {
 	case adm.requested:
-		setCondition(st, rm.Generation, v1alpha1.ConditionAdmissionPolicies, adm.ok, v1alpha1.ReasonPoliciesApplied, adm.message,
+		okReason := v1alpha1.ReasonPoliciesApplied
+		if adm.reason != "" {
+			okReason = adm.reason
+		}
+		setCondition(st, rm.Generation, v1alpha1.ConditionAdmissionPolicies, adm.ok, okReason, adm.message,
 			v1alpha1.ReasonPoliciesFailed, adm.message)
 	case cm.model != nil:
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionAdmissionPolicies)

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/cel/openapi/resolver"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/workqueue"
@@ -128,6 +130,10 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Admission: &AdmissionPolicies{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
 			Excluded: opts.ExcludedNamespaces, Operator: operator,
+			TypeChecker: &validating.TypeChecker{
+				SchemaResolver: &resolver.ClientDiscoveryResolver{Discovery: disco},
+				RestMapper:     mgr.GetRESTMapper(),
+			},
 		},
 		Written:            written,
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
