@@ -260,7 +260,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	mustHelm(t, c.Kubeconfig, "install", installRelease, chartDir, "-n", installNamespace, "--create-namespace",
-		"--set", "catalog.enabled=true", "--set", "webhook.certificate.source=chart")
+		"--set", "catalog.enabled=true", "--set", "catalog.admission=Warn", "--set", "webhook.certificate.source=chart")
 
 	// The catalog's models are stored although no manager answers the
 	// webhook yet (they skip it); any other model goes through it.
@@ -303,6 +303,12 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		waitReady(t, c, m.Name)
 	}
 	annotations := workloadAnnotations(t, c, set.Workloads())
+	// catalog.admission=Warn: the manager, as the chart's ServiceAccount,
+	// wrote a ValidatingAdmissionPolicy for every model with a duty the API
+	// server can evaluate (all but the cross-cutting one).
+	if n := admissionPolicies(t, c); n != len(models.Items)-1 {
+		t.Errorf("%d ValidatingAdmissionPolicies for the %d catalog models at admission Warn, want %d", n, len(models.Items), len(models.Items)-1)
+	}
 	refused(t, c)
 
 	// Upgrade as docs/operations.md says: the CRDs first (Helm installs
@@ -347,6 +353,9 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 			t.Errorf("%s still carries the operator's annotations after its models were deleted: %s", key, a)
 		}
 	}
+	if n := admissionPolicies(t, c); n != 0 {
+		t.Errorf("%d ValidatingAdmissionPolicies left after the models were deleted", n)
+	}
 	refused(t, c)
 	// helm uninstall deletes the Deployment with the RBAC: the pods stop.
 	if err := op.Stop(); err != nil {
@@ -361,6 +370,16 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if err := c.c.Get(ctx, client.ObjectKey{Name: "responsibilitymodels.responsibility.io"}, crd); err != nil {
 		t.Errorf("helm uninstall removed the CRD (Helm keeps crds/; models would be lost): %v", err)
 	}
+}
+
+// admissionPolicies counts the ValidatingAdmissionPolicies generated from models.
+func admissionPolicies(t *testing.T, c *cluster) int {
+	t.Helper()
+	list := &admissionregistrationv1.ValidatingAdmissionPolicyList{}
+	if err := c.c.List(t.Context(), list, client.HasLabels{v1alpha1.LabelModel}); err != nil {
+		t.Fatal(err)
+	}
+	return len(list.Items)
 }
 
 // impersonating writes a copy of a kubeconfig whose users act as user.

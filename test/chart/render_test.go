@@ -55,6 +55,7 @@ func TestValuesRefused(t *testing.T) {
 		{"no service account to run as", []string{"serviceAccount.create=false"}, "serviceAccount.name is required"},
 		{"a PDB that blocks every drain", []string{"podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=2"}, "podDisruptionBudget.minAvailable (2) must be below replicaCount (2)"},
 		{"a ServiceMonitor without metrics", []string{"metrics.enabled=false", "metrics.serviceMonitor.enabled=true"}, "need metrics.enabled"},
+		{"Deny on the whole catalog", []string{"catalog.enabled=true", "catalog.admission=Deny"}, "/catalog/admission"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "x", chartDir}
@@ -347,5 +348,20 @@ func TestCatalogIsConfigCatalog(t *testing.T) {
 	}
 	if models == 0 || inChart != models {
 		t.Errorf("config/catalog has %d models, the chart renders %d", models, inChart)
+	}
+	// catalog.admission sets every model's spec.admission, and nothing else.
+	warned := index(t, mustHelm(t, "", "template", deployRelease, chartDir, "--set", "catalog.enabled=true", "--set", "catalog.admission=Warn"))
+	for key, u := range warned {
+		if !strings.HasPrefix(key, "ResponsibilityModel/") {
+			continue
+		}
+		spec, _ := u.Object["spec"].(map[string]any)
+		if spec["admission"] != "Warn" {
+			t.Errorf("%s: spec.admission %v with catalog.admission=Warn", key, spec["admission"])
+		}
+		delete(spec, "admission")
+		if !reflect.DeepEqual(spec, rendered[key].Object["spec"]) {
+			t.Errorf("%s: catalog.admission changed more than spec.admission", key)
+		}
 	}
 }
