@@ -344,11 +344,20 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		t.Error("the workloads' annotations changed across the upgrade")
 	}
 
-	// Uninstall as NOTES.txt says: the models first, while the manager runs.
+	uninstallAsDocumented(t, c, op, set.Workloads())
+}
+
+// uninstallAsDocumented uninstalls as NOTES.txt says: the models first,
+// while the manager runs, then the release. No annotation and no admission
+// policy may be left, the webhook configuration must be gone and the CRD
+// kept.
+func uninstallAsDocumented(t *testing.T, c *cluster, op *devcluster.Operator, workloads []samples.Workload) {
+	t.Helper()
+	ctx := t.Context()
 	if _, _, err := c.kubectl("", "delete", "responsibilitymodels", "--all", "--wait", "--timeout=120s"); err != nil {
 		t.Fatal(err)
 	}
-	for key, a := range workloadAnnotations(t, c, set.Workloads()) {
+	for key, a := range workloadAnnotations(t, c, workloads) {
 		if a != "" {
 			t.Errorf("%s still carries the operator's annotations after its models were deleted: %s", key, a)
 		}
