@@ -24,12 +24,20 @@ var goldenNow = time.Date(2026, time.August, 1, 12, 0, 0, 0, time.UTC)
 // error the command returned.
 func runCommand(t *testing.T, c Cluster, color bool, args ...string) string {
 	t.Helper()
+	return runCommandWidth(t, c, color, 0, args...)
+}
+
+// runCommandWidth is runCommand on a terminal width columns wide (0: not a
+// terminal, no wrapping).
+func runCommandWidth(t *testing.T, c Cluster, color bool, width int, args ...string) string {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	o := &Options{
 		Streams:     genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
 		ConfigFlags: genericclioptions.NewConfigFlags(false),
 		Color:       color,
 		Now:         func() time.Time { return goldenNow },
+		Width:       func() int { return width },
 	}
 	o.NewCluster = func(flags *genericclioptions.ConfigFlags) (Cluster, error) {
 		if f, ok := c.(*fakeCluster); ok {
@@ -58,9 +66,13 @@ func TestGolden(t *testing.T) {
 		args         []string
 		color        bool
 		forbidModels bool
+		// width is the terminal's; 0 is not a terminal.
+		width int
 	}{
 		{name: "show", args: []string{"show", "cluster/scratch-db", "-n", "legacy"}},
 		{name: "show-color", args: []string{"show", "cluster/scratch-db", "-n", "legacy"}, color: true},
+		{name: "show-narrow", args: []string{"show", "cluster/scratch-db", "-n", "legacy"}, width: 100},
+		{name: "show-customer", args: []string{"show", "cluster/scratch-db", "-n", "legacy", "--customer", "--hide-na"}, width: 80},
 		{name: "show-unknown", args: []string{"show", "clusters.postgresql.cnpg.io", "reports-db", "--namespace=legacy"}},
 		{name: "show-met-tenant", args: []string{"show", "cluster/orders-db", "-n", "shop"}, forbidModels: true},
 		{name: "show-forged", args: []string{"show", "cluster.postgresql.cnpg.io/forged-db", "-n", "legacy"}},
@@ -70,6 +82,9 @@ func TestGolden(t *testing.T) {
 		{name: "unmet-all", args: []string{"unmet", "-A"}},
 		{name: "unmet-all-color", args: []string{"unmet", "-A"}, color: true},
 		{name: "unmet-namespace-none", args: []string{"unmet", "-n", "shop"}},
+		{name: "unmet-summary", args: []string{"unmet", "-A", "--summary"}},
+		{name: "unmet-summary-json", args: []string{"unmet", "-A", "--summary", "-o", "json"}},
+		{name: "unmet-narrow", args: []string{"unmet", "-A"}, width: 120},
 		{name: "unmet-yaml", args: []string{"unmet", "-n", "legacy", "-o", "yaml"}},
 		{name: "models", args: []string{"models"}},
 		{name: "models-forbidden", args: []string{"models"}, forbidModels: true},
@@ -91,7 +106,7 @@ func TestGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := loadFakeCluster(t)
 			c.forbidModels = tt.forbidModels
-			got := runCommand(t, c, tt.color, tt.args...)
+			got := runCommandWidth(t, c, tt.color, tt.width, tt.args...)
 			path := filepath.Join("testdata", tt.name+".golden")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o600); err != nil {

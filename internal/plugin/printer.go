@@ -25,7 +25,20 @@ type table struct {
 	stateColumn int
 	// indent prefixes every line.
 	indent string
+	// width, when above 0, is the width of the terminal: the wrap columns
+	// are wrapped at word boundaries so that a row fits it, as far as the
+	// other columns leave room (at least minWrapWidth per wrap column).
+	width int
+	wrap  []int
 }
+
+// Table layout of printers.GetNewTabWriter: the minimum width of a column
+// and the padding after it.
+const (
+	tabMinWidth  = 6
+	tabPadding   = 3
+	minWrapWidth = 20
+)
 
 func newTable(headers ...string) *table { return &table{headers: headers, stateColumn: -1} }
 
@@ -63,11 +76,13 @@ func stateColor(state string) string {
 func (t *table) print(w io.Writer, color bool) error {
 	tw := printers.GetNewTabWriter(w)
 	p := &printer{w: tw}
-	line := func(cells []string, header bool) {
+	// line prints one line; on a continuation line of a wrapped row (cont)
+	// an empty cell stays empty.
+	line := func(cells []string, header, cont bool) {
 		out := make([]string, len(cells))
 		for i, c := range cells {
 			c = sanitize(c)
-			if c == "" && !header {
+			if c == "" && !header && !cont {
 				c = none
 			}
 			if color && i == t.stateColumn {
@@ -81,9 +96,33 @@ func (t *table) print(w io.Writer, color bool) error {
 		}
 		p.println(t.indent + strings.Join(out, "\t"))
 	}
-	line(t.headers, true)
+	line(t.headers, true, false)
+	limits := t.wrapWidths()
 	for _, r := range t.rows {
-		line(r, false)
+		if limits == nil {
+			line(r, false, false)
+			continue
+		}
+		// A wrapped row is printed as several lines; the continuation
+		// lines leave the other columns empty.
+		cells := make([][]string, len(r))
+		height := 1
+		for i, c := range r {
+			cells[i] = []string{c}
+			if limit, ok := limits[i]; ok {
+				cells[i] = wrapText(sanitize(c), limit)
+			}
+			height = max(height, len(cells[i]))
+		}
+		for l := range height {
+			out := make([]string, len(r))
+			for i := range r {
+				if l < len(cells[i]) {
+					out[i] = cells[i][l]
+				}
+			}
+			line(out, false, l > 0)
+		}
 	}
 	if p.err != nil {
 		return fmt.Errorf("write table: %w", p.err)
@@ -92,6 +131,98 @@ func (t *table) print(w io.Writer, color bool) error {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// wrapWidths are the widths of the wrap columns that make the table fit
+// t.width, or nil when the table fits as it is or wrapping is off.
+func (t *table) wrapWidths() map[int]int {
+	if t.width <= 0 || len(t.wrap) == 0 {
+		return nil
+	}
+	natural := make([]int, len(t.headers))
+	for i, h := range t.headers {
+		natural[i] = max(tabMinWidth, len([]rune(h)))
+	}
+	for _, r := range t.rows {
+		for i, c := range r {
+			if i < len(natural) {
+				natural[i] = max(natural[i], len([]rune(sanitize(c))))
+			}
+		}
+	}
+	total, fixed := len(t.indent), len(t.indent)
+	isWrap := map[int]bool{}
+	for _, i := range t.wrap {
+		isWrap[i] = true
+	}
+	for i, n := range natural {
+		total += n + tabPadding
+		if !isWrap[i] {
+			fixed += n + tabPadding
+		}
+	}
+	if total <= t.width {
+		return nil
+	}
+	// Share what the fixed columns leave: a column that needs less than its
+	// share gives the rest to the others.
+	room := t.width - fixed - tabPadding*len(t.wrap)
+	out := map[int]int{}
+	pending := append([]int(nil), t.wrap...)
+	for len(pending) > 0 {
+		share := max(minWrapWidth, room/len(pending))
+		var next []int
+		for _, i := range pending {
+			if natural[i] <= share {
+				out[i] = natural[i]
+				room -= natural[i]
+			} else {
+				next = append(next, i)
+			}
+		}
+		if len(next) == len(pending) {
+			for _, i := range next {
+				out[i] = share
+			}
+			break
+		}
+		pending = next
+	}
+	return out
+}
+
+// wrapText breaks s into lines of at most limit runes at spaces; a word
+// longer than limit is cut.
+func wrapText(s string, limit int) []string {
+	if limit <= 0 || len([]rune(s)) <= limit {
+		return []string{s}
+	}
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		for len([]rune(word)) > limit {
+			if line != "" {
+				lines = append(lines, line)
+				line = ""
+			}
+			r := []rune(word)
+			lines = append(lines, string(r[:limit]))
+			word = string(r[limit:])
+		}
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= limit:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // sanitize makes one table cell of a value: control characters become

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,33 @@ type Options struct {
 	Now func() time.Time
 	// NewCluster opens the cluster the flags name. Tests replace it.
 	NewCluster func(*genericclioptions.ConfigFlags) (Cluster, error)
+	// Width is the terminal's width, which tables wrap their long text
+	// columns to; nil or 0 does not wrap (output to a file or a pipe).
+	Width func() int
+}
+
+// width is the width tables wrap to, 0 for none.
+func (o *Options) width() int {
+	if o.Width == nil {
+		return 0
+	}
+	return o.Width()
+}
+
+// terminalWidth is the width of w when it is a terminal, else $COLUMNS
+// when set (a pipe to less -S, say), else 0: no wrapping.
+func terminalWidth(w io.Writer) func() int {
+	return func() int {
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			if width, _, err := term.GetSize(int(f.Fd())); err == nil {
+				return width
+			}
+		}
+		if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+			return n
+		}
+		return 0
+	}
 }
 
 // NewCommand returns the kubectl-responsibility command with the standard
@@ -46,6 +74,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Color:       isTerminal(streams.Out) && os.Getenv("NO_COLOR") == "",
 		Now:         time.Now,
 		NewCluster:  NewKubeCluster,
+		Width:       terminalWidth(streams.Out),
 	})
 }
 

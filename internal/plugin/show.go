@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,10 +36,22 @@ type ObjectView struct {
 	Problems []string `json:"problems,omitempty"`
 
 	matrixProblem, dutiesProblem, eventsProblem string
+	// areaOrder is each model's areas in the order of its spec, when the
+	// user may read models.
+	areaOrder map[string]map[string]int
+}
+
+// showFlags are the table options of show.
+type showFlags struct {
+	// customer shows only the customer's side of the matrix.
+	customer bool
+	// hideNA hides the matrix rows where the customer has nothing to do.
+	hideNA bool
 }
 
 func newShowCommand(o *Options) *cobra.Command {
-	return &cobra.Command{
+	var flags showFlags
+	cmd := &cobra.Command{
 		Use:   "show KIND/NAME",
 		Short: "Show an object's responsibility matrix, its customer duties and the operator's events",
 		Long: `Show what the responsibility-operator wrote on one object: the matrix of every
@@ -47,13 +60,17 @@ with what to do and how to waive it, and the object's recent responsibility even
 KIND is resolved like kubectl does: a short name, a plural, or resource.group.`,
 		Example: `  kubectl responsibility show vm/web-vm -n shop
   kubectl responsibility show clusters.postgresql.cnpg.io/orders-db
-  kubectl responsibility show deployment wordpress -o yaml`,
+  kubectl responsibility show deployment wordpress -o yaml
+  kubectl responsibility show vm/web-vm --customer --hide-na   # only what the customer does`,
 		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.show(cmd.Context(), args) },
+		RunE: func(cmd *cobra.Command, args []string) error { return o.show(cmd.Context(), args, flags) },
 	}
+	cmd.Flags().BoolVar(&flags.customer, "customer", false, "Show only the customer's side of the matrix.")
+	cmd.Flags().BoolVar(&flags.hideNA, "hide-na", false, "Hide the matrix rows where the customer's side is N/A.")
+	return cmd
 }
 
-func (o *Options) show(ctx context.Context, args []string) error {
+func (o *Options) show(ctx context.Context, args []string, flags showFlags) error {
 	c, err := o.cluster()
 	if err != nil {
 		return err
@@ -66,7 +83,9 @@ func (o *Options) show(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	view := newObjectView(obj, waiverPolicies(ctx, c))
+	models := readableModels(ctx, c)
+	view := newObjectView(obj, waiverPolicies(models))
+	view.areaOrder = areaOrders(models)
 	events, err := c.Events(ctx, obj)
 	if err != nil {
 		view.eventsProblem = fmt.Sprintf("could not be read: %v", err)
@@ -77,19 +96,40 @@ func (o *Options) show(ctx context.Context, args []string) error {
 		return printData(o.Streams.Out, o.Output, view)
 	}
 	w := &printer{w: o.Streams.Out}
-	return w.done(o.printObject(w, view))
+	return w.done(o.printObject(w, view, flags))
 }
 
-// waiverPolicies returns the waiver policy of every model the user may
-// read; nil when the user may not list models, which is fine for show.
-func waiverPolicies(ctx context.Context, c Cluster) map[string]v1alpha1.WaiverPolicy {
+// readableModels lists the models the user may read; nil when the user may
+// not list models, which is fine for show.
+func readableModels(ctx context.Context, c Cluster) []v1alpha1.ResponsibilityModel {
 	models, err := c.Models(ctx)
 	if err != nil {
+		return nil
+	}
+	return models
+}
+
+// waiverPolicies returns the waiver policy of each model.
+func waiverPolicies(models []v1alpha1.ResponsibilityModel) map[string]v1alpha1.WaiverPolicy {
+	if models == nil {
 		return nil
 	}
 	out := make(map[string]v1alpha1.WaiverPolicy, len(models))
 	for i := range models {
 		out[models[i].Name] = models[i].Spec.Waivers
+	}
+	return out
+}
+
+// areaOrders returns each model's areas by their position in its spec.
+func areaOrders(models []v1alpha1.ResponsibilityModel) map[string]map[string]int {
+	out := make(map[string]map[string]int, len(models))
+	for i := range models {
+		order := make(map[string]int, len(models[i].Spec.Areas))
+		for j, a := range models[i].Spec.Areas {
+			order[a.Name] = j
+		}
+		out[models[i].Name] = order
 	}
 	return out
 }
@@ -155,7 +195,7 @@ func recentEvents(events []Event) []Event {
 	return events
 }
 
-func (o *Options) printObject(w *printer, v ObjectView) error {
+func (o *Options) printObject(w *printer, v ObjectView, flags showFlags) error {
 	gvk := v.GVK()
 	if err := printFields(w,
 		"Object", v.String(),
@@ -170,12 +210,13 @@ func (o *Options) printObject(w *printer, v ObjectView) error {
 	if len(v.Models) == 0 && len(v.Matrix) == 0 && len(v.Duties) == 0 && len(v.Problems) == 0 {
 		w.println("\nNo ResponsibilityModel applies to this object: it carries no responsibility.io annotations.")
 	}
-	for _, section := range []func(*printer, ObjectView, schema.GroupVersionKind) error{o.printMatrix, o.printDuties, o.printEvents} {
-		if err := section(w, v, gvk); err != nil {
-			return err
-		}
+	if err := o.printMatrix(w, v, flags); err != nil {
+		return err
 	}
-	return nil
+	if err := o.printDuties(w, v, gvk); err != nil {
+		return err
+	}
+	return o.printEvents(w, v)
 }
 
 // section prints a section's title, followed by its problem when it has
@@ -192,16 +233,56 @@ func section(w *printer, title, problem string, rows int) bool {
 	return true
 }
 
-func (o *Options) printMatrix(w *printer, v ObjectView, _ schema.GroupVersionKind) error {
-	if !section(w, "MATRIX", v.matrixProblem, len(v.Matrix)) {
+// printMatrix prints the matrix in each model's area order (when the user
+// may read models; else as the annotation lists it), wrapped to the
+// terminal, with only the customer's side or without N/A rows if asked.
+func (o *Options) printMatrix(w *printer, v ObjectView, flags showFlags) error {
+	rows := slices.Clone(v.Matrix)
+	if flags.hideNA {
+		rows = slices.DeleteFunc(rows, func(m MatrixRow) bool { return isNA(m.Customer) })
+	}
+	if !section(w, "MATRIX", v.matrixProblem, len(rows)) {
+		if v.matrixProblem == "" && len(v.Matrix) > 0 {
+			w.printf("\nMATRIX\n  every area is N/A for the customer\n")
+		}
 		return nil
 	}
+	slices.SortStableFunc(rows, func(a, b MatrixRow) int {
+		if a.Model != b.Model {
+			return strings.Compare(a.Model, b.Model)
+		}
+		order := v.areaOrder[a.Model]
+		ia, oka := order[a.Area]
+		ib, okb := order[b.Area]
+		if oka && okb {
+			return ia - ib
+		}
+		return 0
+	})
 	t := newTable("MODEL", "AREA", "PROVIDER", "CUSTOMER")
-	for _, m := range v.Matrix {
-		t.add(m.Model, m.Area, m.Provider, m.Customer)
+	t.wrap = []int{2, 3}
+	if flags.customer {
+		t = newTable("MODEL", "AREA", "CUSTOMER")
+		t.wrap = []int{2}
+	}
+	t.width = o.width()
+	for _, m := range rows {
+		if flags.customer {
+			t.add(m.Model, m.Area, m.Customer)
+		} else {
+			t.add(m.Model, m.Area, m.Provider, m.Customer)
+		}
 	}
 	return t.print(w, o.Color)
 }
+
+// isNA is whether a matrix cell says the party has nothing to do.
+func isNA(cell string) bool {
+	return strings.EqualFold(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cell), ".")), "N/A")
+}
+
+// stateOrder puts the duties that need work first: unmet, unknown, waived, met.
+var stateOrder = map[v1alpha1.DutyState]int{v1alpha1.DutyUnmet: 0, v1alpha1.DutyUnknown: 1, v1alpha1.DutyWaived: 2, v1alpha1.DutyMet: 3}
 
 func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionKind) error {
 	if !section(w, "DUTIES", v.dutiesProblem, len(v.Duties)) {
@@ -209,8 +290,11 @@ func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionK
 	}
 	t := newTable("MODEL", "DUTY", "STATE", "MESSAGE", "WAIVE WITH")
 	t.stateColumn = 2
+	t.wrap, t.width = []int{3, 4}, o.width()
 	waivable := ""
-	for _, d := range v.Duties {
+	duties := slices.Clone(v.Duties)
+	slices.SortStableFunc(duties, func(a, b DutyRow) int { return stateOrder[a.State] - stateOrder[b.State] })
+	for _, d := range duties {
 		t.add(d.Model, d.Duty, string(d.State), d.Message, d.Waive)
 		if waivable == "" && strings.HasPrefix(d.Waive, v1alpha1.AnnotationWaivePrefix) {
 			waivable = d.Waive
@@ -229,7 +313,7 @@ func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionK
 	return nil
 }
 
-func (o *Options) printEvents(w *printer, v ObjectView, _ schema.GroupVersionKind) error {
+func (o *Options) printEvents(w *printer, v ObjectView) error {
 	problem := v.eventsProblem
 	if problem == "" && len(v.Events) == 0 {
 		problem = "none in the event retention window"
@@ -238,6 +322,7 @@ func (o *Options) printEvents(w *printer, v ObjectView, _ schema.GroupVersionKin
 		return nil
 	}
 	t := newTable("AGE", "TYPE", "REASON", "MESSAGE")
+	t.wrap, t.width = []int{3}, o.width()
 	for _, e := range v.Events {
 		t.add(eventAge(e, o.Now()), e.Type, e.Reason, e.Message)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,8 +21,20 @@ type UnmetRow struct {
 	Message string             `json:"message,omitempty"`
 }
 
+// UnmetSummaryRow is one duty unmet or unknown on some objects of one
+// namespace (unmet --summary).
+type UnmetSummaryRow struct {
+	Namespace string             `json:"namespace"`
+	Model     string             `json:"model"`
+	Duty      string             `json:"duty"`
+	State     v1alpha1.DutyState `json:"state"`
+	Objects   int                `json:"objects"`
+	// Example is one of the objects, kind/name.
+	Example string `json:"example"`
+}
+
 func newUnmetCommand(o *Options) *cobra.Command {
-	var all bool
+	var all, summary bool
 	cmd := &cobra.Command{
 		Use:   "unmet [-A | -n NAMESPACE]",
 		Short: "List every unmet or unknown customer duty, one row per duty",
@@ -30,15 +43,17 @@ one row per unmet or unknown duty. With permission to list ResponsibilityModels 
 lists their target kinds; without (a tenant with a namespaced Role), it lists every
 namespaced kind that discovery reports and skips the kinds it may not read.`,
 		Example: `  kubectl responsibility unmet -n team-a
-  kubectl responsibility unmet -A -o json`,
+  kubectl responsibility unmet -A -o json
+  kubectl responsibility unmet -A --summary       # one row per namespace, model and duty`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.unmet(cmd.Context(), all) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.unmet(cmd.Context(), all, summary) },
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List the duties of every namespace.")
+	cmd.Flags().BoolVar(&summary, "summary", false, "One row per namespace, model, duty and state, with the number of objects.")
 	return cmd
 }
 
-func (o *Options) unmet(ctx context.Context, all bool) error {
+func (o *Options) unmet(ctx context.Context, all, summary bool) error {
 	c, err := o.cluster()
 	if err != nil {
 		return err
@@ -61,6 +76,9 @@ func (o *Options) unmet(ctx context.Context, all bool) error {
 			len(flagged.Forbidden), scope(ns), summarize(flagged.Forbidden, 5), allNamespacesHint(all))
 	}
 	rows := unmetRows(flagged.Objects)
+	if summary {
+		return o.printUnmetSummary(summarizeUnmet(rows), ns)
+	}
 	if o.Output != outputTable {
 		if rows == nil {
 			rows = []UnmetRow{}
@@ -73,8 +91,53 @@ func (o *Options) unmet(ctx context.Context, all bool) error {
 	}
 	t := newTable("NAMESPACE", "KIND", "NAME", "MODEL", "DUTY", "STATE", "MESSAGE")
 	t.stateColumn = 5
+	t.wrap, t.width = []int{6}, o.width()
 	for _, r := range rows {
 		t.add(r.Namespace, kindName(r.GVK()), r.Name, r.Model, r.Duty, string(r.State), r.Message)
+	}
+	return t.print(o.Streams.Out, o.Color)
+}
+
+// summarizeUnmet groups rows by namespace, model, duty and state, in the
+// rows' order.
+func summarizeUnmet(rows []UnmetRow) []UnmetSummaryRow {
+	index := map[[4]string]int{}
+	out := []UnmetSummaryRow{}
+	for _, r := range rows {
+		key := [4]string{r.Namespace, r.Model, r.Duty, string(r.State)}
+		i, ok := index[key]
+		if !ok {
+			i = len(out)
+			index[key] = i
+			out = append(out, UnmetSummaryRow{Namespace: r.Namespace, Model: r.Model, Duty: r.Duty, State: r.State,
+				Example: resourceArg(r.GVK(), r.Name)})
+		}
+		out[i].Objects++
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		for _, pair := range [][2]string{{a.Namespace, b.Namespace}, {a.Model, b.Model}, {a.Duty, b.Duty}, {string(a.State), string(b.State)}} {
+			if pair[0] != pair[1] {
+				return pair[0] < pair[1]
+			}
+		}
+		return false
+	})
+	return out
+}
+
+func (o *Options) printUnmetSummary(rows []UnmetSummaryRow, ns string) error {
+	if o.Output != outputTable {
+		return printData(o.Streams.Out, o.Output, rows)
+	}
+	if len(rows) == 0 {
+		o.errorf("No unmet or unknown duties found %s.\n", scope(ns))
+		return nil
+	}
+	t := newTable("NAMESPACE", "MODEL", "DUTY", "STATE", "OBJECTS", "FOR EXAMPLE")
+	t.stateColumn = 3
+	for _, r := range rows {
+		t.add(r.Namespace, r.Model, r.Duty, string(r.State), strconv.Itoa(r.Objects), r.Example)
 	}
 	return t.print(o.Streams.Out, o.Color)
 }
