@@ -8,11 +8,13 @@ package samples
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -48,6 +51,38 @@ func (w Workload) Status() string {
 		return v1alpha1.StatusUnmet
 	}
 	return v1alpha1.StatusMet
+}
+
+// ExpectedDuties lists model/duty=state for every duty of the models that
+// target the workload, sorted: what its duties annotation must say once
+// the operator has evaluated it.
+func (w Workload) ExpectedDuties() []string {
+	var out []string
+	for _, m := range w.Models {
+		for _, d := range m.Duties {
+			out = append(out, fmt.Sprintf("%s/%s=%s", m.Name, d.Name, w.Want))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DutyStates reads model/duty=state, sorted, from the duties annotation of
+// the workload as stored.
+func DutyStates(ctx context.Context, c client.Reader, w Workload) ([]string, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(w.GroupVersionKind())
+	if err := c.Get(ctx, client.ObjectKeyFromObject(w), u); err != nil {
+		return nil, fmt.Errorf("get %s %s/%s: %w", w.GetKind(), w.GetNamespace(), w.GetName(), err)
+	}
+	var out []string
+	for model, duties := range evaluate.ParseDuties(u.GetAnnotations()[v1alpha1.AnnotationDuties]) {
+		for duty, a := range duties {
+			out = append(out, fmt.Sprintf("%s/%s=%s", model, duty, a.State))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Set is the compiled catalog and every sample object.

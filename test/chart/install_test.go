@@ -3,7 +3,6 @@ package chart
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +33,6 @@ import (
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
-	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
 
@@ -494,15 +491,9 @@ func converged(t *testing.T, c *cluster, workloads []samples.Workload) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, w := range workloads {
-		var want []string
-		for _, m := range w.Models {
-			for _, d := range m.Duties {
-				want = append(want, fmt.Sprintf("%s/%s=%s", m.Name, d.Name, w.Want))
-			}
-		}
-		sort.Strings(want)
+		want := w.ExpectedDuties()
 		for {
-			got, err := dutyStates(t.Context(), c.c, w)
+			got, err := samples.DutyStates(t.Context(), c.c, w)
 			if err == nil && strings.Join(got, " ") == strings.Join(want, " ") {
 				break
 			}
@@ -512,23 +503,6 @@ func converged(t *testing.T, c *cluster, workloads []samples.Workload) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-}
-
-// dutyStates reads model/duty=state from a workload's duties annotation.
-func dutyStates(ctx context.Context, c client.Client, w samples.Workload) ([]string, error) {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(w.GroupVersionKind())
-	if err := c.Get(ctx, client.ObjectKeyFromObject(w), u); err != nil {
-		return nil, err
-	}
-	var out []string
-	for model, duties := range evaluate.ParseDuties(u.GetAnnotations()[v1alpha1.AnnotationDuties]) {
-		for duty, a := range duties {
-			out = append(out, fmt.Sprintf("%s/%s=%s", model, duty, a.State))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // workloadAnnotations returns the annotations and label the operator owns

@@ -2,24 +2,19 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/controller"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
-	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
@@ -83,10 +78,10 @@ func TestCatalogEndToEnd(t *testing.T) {
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, w := range workloads {
-		want := expectedDuties(w)
+		want := w.ExpectedDuties()
 		for {
-			got, err := dutyStates(ctx, c, w)
-			if err == nil && equal(got, want) {
+			got, err := samples.DutyStates(ctx, c, w)
+			if err == nil && slices.Equal(got, want) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -97,46 +92,4 @@ func TestCatalogEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("%d sample workloads, every duty of every model checked", len(workloads))
-}
-
-// expectedDuties lists model/duty=state for every duty of the models that
-// target a sample.
-func expectedDuties(w samples.Workload) []string {
-	var out []string
-	for _, m := range w.Models {
-		for _, d := range m.Duties {
-			out = append(out, fmt.Sprintf("%s/%s=%s", m.Name, d.Name, w.Want))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// dutyStates reads model/duty=state from a workload's duties annotation.
-func dutyStates(ctx context.Context, c client.Client, w samples.Workload) ([]string, error) {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(w.GroupVersionKind())
-	if err := c.Get(ctx, client.ObjectKeyFromObject(w), u); err != nil {
-		return nil, err
-	}
-	var out []string
-	for model, duties := range evaluate.ParseDuties(u.GetAnnotations()[v1alpha1.AnnotationDuties]) {
-		for duty, a := range duties {
-			out = append(out, fmt.Sprintf("%s/%s=%s", model, duty, a.State))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
