@@ -213,6 +213,11 @@ func (r *ModelReconciler) syncAdmission(ctx context.Context, rm *v1alpha1.Respon
 		return admissionState{}
 	}
 	resources := map[schema.GroupVersionKind]schema.GroupVersionResource{}
+	if cm.model == nil || len(cm.model.Admission()) == 0 {
+		// No policy to build (Sync still removes those of an earlier
+		// generation): no need to ask discovery for the resources.
+		return r.Admission.Sync(ctx, rm, cm.model, resources)
+	}
 	for _, gvk := range cm.res.resolved {
 		if gvr, ok, err := r.Resolver.resource(gvk); err == nil && ok {
 			resources[gvk] = gvr
