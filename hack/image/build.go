@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/version"
 )
 
 const (
@@ -31,8 +33,6 @@ const (
 	// defaultCACerts is the build machine's CA bundle (Debian's
 	// update-ca-certificates writes it), the file distroless ships too.
 	defaultCACerts = "/etc/ssl/certs/ca-certificates.crt"
-	// versionSymbol is the variable -X sets to the release version.
-	versionSymbol = "github.com/responsibility-operator/responsibility-operator/internal/version.Version"
 
 	// The runtime layout the Dockerfile's final stage gives (FROM
 	// gcr.io/distroless/static:nonroot, WORKDIR /, COPY manager ., USER
@@ -142,7 +142,7 @@ func compile(ctx context.Context, opts options, p v1.Platform, out string) error
 	}
 	ldflags := goLinkFlags
 	if v := releaseVersion(opts.Version); v != "" {
-		ldflags += " -X " + versionSymbol + "=" + v
+		ldflags += " -X " + version.LinkSymbol + "=" + v
 	}
 	args := append([]string{"build"}, goBuildFlags...)
 	args = append(args, "-ldflags="+ldflags, "-o", out, opts.Package)
@@ -329,8 +329,8 @@ func releaseVersion(v string) string {
 
 // defaultTag is the release image of version in the project's repository,
 // or its devel image when no version is given.
-func defaultTag(version string) string {
-	if v := releaseVersion(version); v != "" {
+func defaultTag(release string) string {
+	if v := releaseVersion(release); v != "" {
 		return defaultRepository + ":" + v
 	}
 	return defaultRepository + ":devel"

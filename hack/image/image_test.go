@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/version"
 )
 
 const (
@@ -278,7 +280,7 @@ func TestImageFiles(t *testing.T) {
 		bin := fs["/manager"].data
 		checkELF(t, bin, runtime.GOARCH)
 		if !bytes.Contains(bin, []byte("v"+testVersion)) {
-			t.Errorf("the manager does not contain the linked version v%s: -X %s did not take", testVersion, versionSymbol)
+			t.Errorf("the manager does not contain the linked version v%s: -X %s did not take", testVersion, version.LinkSymbol)
 		}
 	})
 }

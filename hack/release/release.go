@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/version"
 )
 
 const (
@@ -25,8 +27,6 @@ const (
 	pluginName = "responsibility"
 	// releaseBase is where GitHub serves a release's assets.
 	releaseBase = "https://github.com/responsibility-operator/responsibility-operator/releases/download/"
-	// versionVar is the linker symbol of the release version.
-	versionVar = "github.com/responsibility-operator/responsibility-operator/internal/version.Version"
 	// defaultPlatforms are the platforms of a release: the ones most kubectl
 	// users run, and the ones .krew.yaml lists.
 	defaultPlatforms = "linux/amd64,linux/arm64,darwin/amd64,darwin/arm64,windows/amd64"
@@ -121,10 +121,10 @@ func parsePlatforms(s string) ([]platform, error) {
 var tagPattern = regexp.MustCompile(`^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
 // releaseTag is the tag of a version: "0.1.0" and "v0.1.0" are v0.1.0.
-func releaseTag(version string) (string, error) {
-	tag := "v" + strings.TrimPrefix(version, "v")
+func releaseTag(release string) (string, error) {
+	tag := "v" + strings.TrimPrefix(release, "v")
 	if !tagPattern.MatchString(tag) {
-		return "", fmt.Errorf("version %q is not a semantic version such as 0.1.0", version)
+		return "", fmt.Errorf("version %q is not a semantic version such as 0.1.0", release)
 	}
 	return tag, nil
 }
@@ -215,7 +215,7 @@ func logf(w io.Writer, format string, args ...any) {
 // table and DWARF: a third of the size.
 func build(ctx context.Context, root, tag string, p platform, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -X "+versionVar+"="+tag,
+		"-ldflags", "-s -w -X "+version.LinkSymbol+"="+tag,
 		"-o", out, "./cmd/"+binary)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch,

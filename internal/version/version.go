@@ -12,6 +12,10 @@ import "runtime/debug"
 // Version is set at link time by release builds.
 var Version = ""
 
+// LinkSymbol is the linker's name of Version, for -ldflags "-X
+// LinkSymbol=v0.1.0" in the release builds (hack/image, hack/release).
+const LinkSymbol = "github.com/responsibility-operator/responsibility-operator/internal/version.Version"
+
 // Get returns the version: the linked-in one, else the main module's version
 // from the build information, else "devel".
 func Get() string {
