@@ -44,3 +44,42 @@ const (
 	// ReasonDeleting: the model is being deleted and its annotations removed.
 	ReasonDeleting = "Deleting"
 )
+
+// Condition types of a DutyWaiver.
+const (
+	// ConditionWaiverAccepted is True when the waiver's model exists, accepts
+	// DutyWaivers, has every duty the waiver names, and allows its expiry.
+	ConditionWaiverAccepted = "Accepted"
+	// ConditionWaiverActive is True when the waiver applies now: accepted (at
+	// least for the duties that exist) and not expired.
+	ConditionWaiverActive = "Active"
+)
+
+// Condition reasons of a DutyWaiver.
+const (
+	// ReasonWaiverAccepted: the model accepts the waiver as written.
+	ReasonWaiverAccepted = "Accepted"
+	// ReasonModelNotFound: no ResponsibilityModel has the waiver's model name.
+	ReasonModelNotFound = "ModelNotFound"
+	// ReasonModelNotReady: the model exists but no generation of it applies
+	// (a rule does not compile).
+	ReasonModelNotReady = "ModelNotReady"
+	// ReasonSelectorInvalid: spec.objects.selector does not parse.
+	ReasonSelectorInvalid = "SelectorInvalid"
+	// ReasonDutyNotFound: the model has no duty of a name the waiver lists;
+	// the waiver still applies to the duties that exist.
+	ReasonDutyNotFound = "DutyNotFound"
+	// ReasonWaiversNotAccepted: the model's spec.waivers does not accept
+	// DutyWaivers (Annotations or Forbidden).
+	ReasonWaiversNotAccepted = "WaiversNotAccepted"
+	// ReasonExpiryNotAllowed: the model's spec.waiverExpiry requires an
+	// expiry the waiver lacks, or caps how far ahead it may be.
+	ReasonExpiryNotAllowed = "ExpiryNotAllowed"
+	// ReasonWaiverActive: the waiver applies now.
+	ReasonWaiverActive = "Active"
+	// ReasonWaiverExpired: the waiver's expiry has passed.
+	ReasonWaiverExpired = "Expired"
+	// ReasonWaiverNotAccepted: the waiver does not apply; see the Accepted
+	// condition.
+	ReasonWaiverNotAccepted = "NotAccepted"
+)

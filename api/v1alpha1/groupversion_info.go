@@ -23,7 +23,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &ResponsibilityModel{}, &ResponsibilityModelList{})
+	s.AddKnownTypes(GroupVersion, &ResponsibilityModel{}, &ResponsibilityModelList{}, &DutyWaiver{}, &DutyWaiverList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -16,17 +16,39 @@ const (
 	SeverityInfo Severity = "Info"
 )
 
-// WaiverPolicy says whether tenants may waive the duties of a model.
-// +kubebuilder:validation:Enum=Allowed;Forbidden
+// WaiverPolicy says which waivers of a model's duties apply: a tenant's
+// annotation on its own object, a DutyWaiver object granted by whoever RBAC
+// lets create one, both, or neither.
+// +kubebuilder:validation:Enum=Allowed;Annotations;DutyWaivers;Forbidden
 type WaiverPolicy string
 
 const (
-	// WaiversAllowed lets a tenant annotate an object with
-	// responsibility.io/waive.<duty>: "<reason>" to mark an unmet duty Waived.
+	// WaiversAllowed accepts both kinds of waiver: the annotation
+	// responsibility.io/waive.<duty>: "<reason>" on an object, and DutyWaiver
+	// objects.
 	WaiversAllowed WaiverPolicy = "Allowed"
-	// WaiversForbidden ignores waiver annotations (and reports them).
+	// WaiversAnnotations accepts waiver annotations only; DutyWaivers of the
+	// model are reported as not accepted.
+	WaiversAnnotations WaiverPolicy = "Annotations"
+	// WaiversDutyWaivers accepts DutyWaiver objects only, so that who may
+	// waive is a matter of RBAC (the waiver-approver role), not of who may
+	// edit the workload; waiver annotations are ignored (and reported).
+	WaiversDutyWaivers WaiverPolicy = "DutyWaivers"
+	// WaiversForbidden accepts no waiver; annotations and DutyWaivers are
+	// ignored (and reported).
 	WaiversForbidden WaiverPolicy = "Forbidden"
 )
+
+// AcceptsAnnotations reports whether the policy accepts waiver annotations
+// (the empty policy is the default, Allowed).
+func (p WaiverPolicy) AcceptsAnnotations() bool {
+	return p == "" || p == WaiversAllowed || p == WaiversAnnotations
+}
+
+// AcceptsDutyWaivers reports whether the policy accepts DutyWaiver objects.
+func (p WaiverPolicy) AcceptsDutyWaivers() bool {
+	return p == "" || p == WaiversAllowed || p == WaiversDutyWaivers
+}
 
 // AdmissionAction is what the API server itself does when an object a model
 // targets is created or updated with a duty unmet: the operator generates a
@@ -85,14 +107,19 @@ type ResponsibilityModelSpec struct {
 	// +listMapKey=name
 	Areas []Area `json:"areas"`
 
-	// Waivers says whether tenants may waive this model's duties with the
-	// annotation responsibility.io/waive.<duty>: "<reason>" on their object.
+	// Waivers says which waivers of this model's duties apply: Allowed (the
+	// default) accepts both the annotation responsibility.io/waive.<duty>:
+	// "<reason>" a tenant writes on its object and DutyWaiver objects;
+	// Annotations only the former; DutyWaivers only the latter, so that only
+	// those RBAC lets create a DutyWaiver (a security team, say) can waive;
+	// Forbidden neither.
 	// +kubebuilder:default=Allowed
 	// +optional
 	Waivers WaiverPolicy `json:"waivers,omitempty"`
 
-	// WaiverExpiry constrains the expiry a waiver annotation carries
-	// (responsibility.io/waive.<duty>: "expires <RFC 3339 time>: <reason>").
+	// WaiverExpiry constrains the expiry of every waiver of this model: the
+	// one a waiver annotation carries (responsibility.io/waive.<duty>:
+	// "expires <RFC 3339 time>: <reason>") and a DutyWaiver's spec.expires.
 	// Absent, a waiver may carry an expiry or not.
 	// +optional
 	WaiverExpiry *WaiverExpiry `json:"waiverExpiry,omitempty"`

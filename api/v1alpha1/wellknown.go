@@ -97,6 +97,16 @@ const (
 	EventForbidden = "Forbidden"
 	// EventApplyFailed (Warning, on a workload): the annotations could not be written.
 	EventApplyFailed = "ApplyFailed"
+	// EventWaiverNotAccepted (Warning, on a DutyWaiver): its model is
+	// missing, does not accept DutyWaivers, lacks a named duty, or does not
+	// allow its expiry; the message says which and how to fix it.
+	EventWaiverNotAccepted = "WaiverNotAccepted"
+	// EventWaiverAccepted (Normal, on a DutyWaiver): a waiver that was not
+	// accepted now is.
+	EventWaiverAccepted = "WaiverAccepted"
+	// EventWaiverExpired (Normal, on a DutyWaiver): the waiver reached its
+	// expiry; the duties it waived are evaluated as they are again.
+	EventWaiverExpired = "WaiverExpired"
 )
 
 // LabelModel is on every ValidatingAdmissionPolicy and binding the operator

@@ -285,6 +285,6 @@ func (o *oracle) want(obj *unstructured.Unstructured) uint64 {
 // desired returns the annotations and labels the operator must write.
 func (o *oracle) desired(obj *unstructured.Unstructured) (annotations, labels map[string]string) {
 	// The lister never fails and is always complete.
-	res, _, _ := evaluate.EvaluateWorkload(o.models, obj, o.namespaces[obj.GetNamespace()], o.related, time.Now())
+	res, _, _ := evaluate.EvaluateWorkload(o.models, obj, o.namespaces[obj.GetNamespace()], o.related, nil, time.Now())
 	return res.Annotations, res.Labels
 }

@@ -210,7 +210,7 @@ func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.A
 			continue
 		}
 		passes := []string{"(" + d.Rule + ")"}
-		if m.WaiversAllowed {
+		if m.AnnotationWaivers {
 			passes = append(passes, waived(d.Name, m.WaiverExpiryRequired))
 		}
 		if action != v1alpha1.AdmissionWarn {
@@ -219,17 +219,17 @@ func validationsFor(in Input, duties []evaluate.AdmissionDuty, action v1alpha1.A
 		}
 		v := admissionregistrationv1.Validation{
 			Expression: strings.Join(passes, " || "),
-			Message:    truncate(prefix(in.Model.Name, d) + staticMessage(d, m.WaiversAllowed)),
+			Message:    truncate(prefix(in.Model.Name, d) + staticMessage(d, m.AnnotationWaivers)),
 		}
 		if d.MessageExpression != "" {
 			// The message ends with one period, as the static one does.
 			v.MessageExpression = strconv.Quote(prefix(in.Model.Name, d)) + " + [" + d.MessageExpression + "].map(m, m.endsWith('.') ? m : m + '.')[0]" +
-				waiverHint(d.Name, m.WaiversAllowed, true)
+				waiverHint(d.Name, m.AnnotationWaivers, true)
 		}
 		out = append(out, v)
 		names = append(names, d.Name)
 	}
-	if action == v1alpha1.AdmissionWarn && m.WaiversAllowed {
+	if action == v1alpha1.AdmissionWarn && m.AnnotationWaivers {
 		for _, d := range duties {
 			if d.NotEvaluable != "" {
 				continue

@@ -199,6 +199,11 @@ func (e *EventEmitter) ModelProblem(rm *v1alpha1.ResponsibilityModel, reason, ac
 	e.emit(rm, nil, corev1.EventTypeWarning, reason, action, "%s", message)
 }
 
+// WaiverEvent records a change of a DutyWaiver's verdict on the waiver.
+func (e *EventEmitter) WaiverEvent(dw *v1alpha1.DutyWaiver, eventType, reason, message string) {
+	e.emit(dw, nil, eventType, reason, actionEvaluate, "%s", message)
+}
+
 func trimPeriod(s string) string {
 	for len(s) > 0 && (s[len(s)-1] == '.' || s[len(s)-1] == ' ') {
 		s = s[:len(s)-1]

@@ -70,6 +70,9 @@ type ModelReconciler struct {
 	Reports ReportsCleared
 	// Admission keeps the models' ValidatingAdmissionPolicies.
 	Admission *AdmissionPolicies
+	// Changed, when set, is told the name of every model whose compiled
+	// version is installed or removed (for the DutyWaivers naming it).
+	Changed func(ctx context.Context, model string)
 
 	mu       sync.Mutex
 	compiled map[string]compiledModel
@@ -336,6 +339,9 @@ func (r *ModelReconciler) fanOut(ctx context.Context, models ...*evaluate.Model)
 	for _, m := range models {
 		if m == nil {
 			continue
+		}
+		if r.Changed != nil {
+			r.Changed(ctx, m.Name)
 		}
 		for _, gvk := range m.TargetKinds() {
 			if seen[gvk] {

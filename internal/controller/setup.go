@@ -88,6 +88,10 @@ func Setup(mgr manager.Manager, opts Options) error {
 	modelQueue := &queueRef[reconcile.Request]{}
 	tally := ledger.NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
 	tally.SetMetrics(m)
+	waiverQueue := &queueRef[reconcile.Request]{}
+	waived := ledger.NewWaived(func(nn types.NamespacedName) {
+		waiverQueue.addAfter(reconcile.Request{NamespacedName: nn}, statusDelay)
+	})
 	// While the controllers run, the metrics count their objects and watches;
 	// when they stop, the counts go with them.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -95,6 +99,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		<-ctx.Done()
 		metrics.RemoveWatches(watcher)
 		tally.Reset()
+		waived.Reset()
 		return nil
 	})); err != nil {
 		return fmt.Errorf("add metrics lifecycle: %w", err)
@@ -163,6 +168,16 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("set up model controller: %w", err)
 	}
 
+	waiverSource, err := setupWaivers(mgr, compiled, waived, events, waiverQueue)
+	if err != nil {
+		return err
+	}
+	models.Changed = func(ctx context.Context, model string) {
+		for _, req := range waiversOfModel(ctx, mgr.GetCache(), waiverSource, model) {
+			waiverQueue.addAfter(req, 0)
+		}
+	}
+
 	workloads := &WorkloadReconciler{
 		NamespaceChanged: func(ns string) {
 			if ns != "" && opts.PolicyReports != ReportsOff {
@@ -176,6 +191,8 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Watcher:            watcher,
 		Written:            written,
 		Tally:              tally,
+		Waivers:            waiverSource,
+		Waived:             waived,
 		Events:             events,
 		Metrics:            m,
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
@@ -203,6 +220,12 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if err := wc.Watch(source.TypedKind[*unstructured.Unstructured, watch.Key](mgr.GetCache(), ns,
 		namespaceHandler(watcher, compiled))); err != nil {
 		return fmt.Errorf("watch namespaces: %w", err)
+	}
+	if !waiverSource.Disabled {
+		if err := wc.Watch(source.TypedKind[*v1alpha1.DutyWaiver, watch.Key](mgr.GetCache(), &v1alpha1.DutyWaiver{},
+			waiverTargetsHandler(watcher, compiled, waiverSource))); err != nil {
+			return fmt.Errorf("watch DutyWaivers for workloads: %w", err)
+		}
 	}
 	return nil
 }

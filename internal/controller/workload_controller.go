@@ -41,6 +41,10 @@ type WorkloadReconciler struct {
 	// Written records what each object carries after a write or a check.
 	Written *ledger.Written
 	Tally   *ledger.Tally
+	// Waivers lists the DutyWaivers of a namespace; Waived records which
+	// objects each waives duties on.
+	Waivers *WaiverSource
+	Waived  *ledger.Waived
 	Events  *EventEmitter
 	Metrics *metrics.Metrics
 	// ExcludedNamespaces are never written.
@@ -93,8 +97,12 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 
 	// Each getter copies the whole map out of the object: once each.
 	annotations, labels := obj.GetAnnotations(), obj.GetLabels()
+	waivers, err := r.Waivers.In(ctx, key.Namespace)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	start := time.Now()
-	res, complete, err := evaluate.EvaluateWorkload(r.Registry.ModelsFor(key.GVK), obj, nsObj, r.Watcher.Related, start)
+	res, complete, err := evaluate.EvaluateWorkload(r.Registry.ModelsFor(key.GVK), obj, nsObj, r.Watcher.Related, waivers, start)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("evaluate %s: %w", key, err)
 	}
@@ -150,6 +158,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	}
 	r.Written.Record(key, digest, res.Annotations[v1alpha1.AnnotationModels], writtenOver)
 	r.Tally.Record(key, res)
+	r.Waived.Record(key, res)
 	if !known || writtenOver != "" {
 		// The namespace's reports read the annotations: an evaluation that
 		// found what this process last recorded (a re-check, a resync)
@@ -239,6 +248,7 @@ func (r *WorkloadReconciler) applyFailed(key watch.Key, obj *unstructured.Unstru
 	r.Metrics.Applies.WithLabelValues(key.GVK.Kind, metrics.ApplyError).Inc()
 	r.Events.ApplyFailed(obj, err)
 	r.Tally.Failed(key, res, err)
+	r.Waived.Forget(key)
 	r.namespaceChanged(key.Namespace)
 	return reconcile.Result{}, fmt.Errorf("apply metadata to %s: %w", key, err)
 }
@@ -247,6 +257,7 @@ func (r *WorkloadReconciler) forget(key watch.Key) {
 	r.rechecks.set(key, time.Time{}, 0)
 	r.Written.Forget(key)
 	r.Tally.Forget(key)
+	r.Waived.Forget(key)
 	r.namespaceChanged(key.Namespace)
 }
 

@@ -34,6 +34,9 @@ type Input struct {
 	// Now is the time of the evaluation: the rules' `now`, and the instant
 	// waivers' expiries are compared with.
 	Now time.Time
+	// Waivers are the DutyWaivers of the object's namespace, sorted by name
+	// (SortWaivers); those that select the object apply to it.
+	Waivers []*Waiver
 }
 
 // DutyResult is the state of one duty of one model on one object.
@@ -42,6 +45,9 @@ type DutyResult struct {
 	Duty    *Duty
 	State   v1alpha1.DutyState
 	Message string
+	// Waiver names the DutyWaiver that turned the duty Waived; empty
+	// otherwise (a waiver annotation, or no waiver).
+	Waiver string
 }
 
 // Result is what the operator wants on an object.
@@ -120,6 +126,10 @@ func Evaluate(matched []*Model, in Input) Result {
 		res.Duties = make([]DutyResult, 0, duties)
 	}
 	name, _, _ := unstructured.NestedString(in.Object, "metadata", "name")
+	var objLabels labels.Set
+	if len(in.Waivers) > 0 {
+		objLabels = stringMap(in.Object, "metadata", "labels")
+	}
 	for _, m := range matched {
 		names = append(names, m.Name)
 		providers = appendUnique(providers, m.Provider)
@@ -135,6 +145,13 @@ func Evaluate(matched []*Model, in Input) Result {
 			raw, waived := waivers[d.Name]
 			if waived {
 				usedWaivers[d.Name] = true
+			}
+			if dr.State == v1alpha1.DutyUnmet && len(in.Waivers) > 0 {
+				w, next := dutyWaiverFor(in.Waivers, m, d.Name, name, objLabels, in.Now)
+				res.noteChange(next)
+				if w != nil {
+					dr.State, dr.Message, dr.Waiver = v1alpha1.DutyWaived, w.message(), w.Name
+				}
 			}
 			if dr.State == v1alpha1.DutyUnmet && waived {
 				w := parseWaiver(raw)
@@ -303,6 +320,9 @@ func (r Result) Status() string {
 type DutyAnnotation struct {
 	State   v1alpha1.DutyState `json:"state"`
 	Message string             `json:"message,omitempty"`
+	// Waiver names the DutyWaiver (of the object's namespace) that waives
+	// the duty; absent otherwise.
+	Waiver string `json:"waiver,omitempty"`
 }
 
 // encodeDuties writes the duties annotation: a JSON object of models, each an
@@ -336,6 +356,10 @@ func encodeDuties(duties []DutyResult) string {
 		if d.Message != "" {
 			b.WriteString(`,"message":`)
 			writeJSONString(&b, d.Message)
+		}
+		if d.Waiver != "" {
+			b.WriteString(`,"waiver":`)
+			writeJSONString(&b, d.Waiver)
 		}
 		b.WriteByte('}')
 	}
@@ -504,22 +528,19 @@ func (w waiver) message() string {
 	return "waived until " + w.expires.Format(time.RFC3339) + ": " + w.reason
 }
 
-// refuses says why the model does not accept a waiver at now ("" when it
-// does), and when that may change with time alone (zero when it will not).
+// refuses says why the model does not accept a waiver annotation at now
+// ("" when it does), and when that may change with time alone (zero when it
+// will not).
 func (m *Model) refuses(w waiver, now time.Time) (why string, next time.Time) {
 	switch {
-	case !m.WaiversAllowed:
+	case !m.AnnotationWaivers && m.DutyWaivers:
+		return fmt.Sprintf("model %s accepts DutyWaivers only, not waiver annotations", m.Name), time.Time{}
+	case !m.AnnotationWaivers:
 		return fmt.Sprintf("model %s forbids waivers", m.Name), time.Time{}
 	case w.badExpiry != "":
 		return fmt.Sprintf("its expiry %q is not an RFC 3339 time (%s2027-03-31T00:00:00Z: <reason>)", w.badExpiry, v1alpha1.WaiverExpiresPrefix), time.Time{}
-	case w.expires.IsZero() && m.WaiverExpiryRequired:
-		return fmt.Sprintf("model %s requires an expiry (%s<RFC 3339 time>: <reason>)", m.Name, v1alpha1.WaiverExpiresPrefix), time.Time{}
-	case !w.expires.IsZero() && !now.Before(w.expires):
-		return "it expired at " + w.expires.Format(time.RFC3339), time.Time{}
-	case !w.expires.IsZero() && m.WaiverMaxDuration > 0 && w.expires.Sub(now) > m.WaiverMaxDuration:
-		return fmt.Sprintf("it expires more than %s from now, the most model %s allows", m.WaiverMaxDuration, m.Name), w.expires.Add(-m.WaiverMaxDuration)
 	}
-	return "", time.Time{}
+	return m.refusesExpiry(w.expires, now, v1alpha1.WaiverExpiresPrefix+"<RFC 3339 time>: <reason>")
 }
 
 // noteChange keeps the earliest instant at which the result changes.

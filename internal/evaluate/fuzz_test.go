@@ -476,7 +476,7 @@ func assertDutyResults(t *testing.T, matched []*Model, annotations map[string]st
 	}
 	allowed := map[string]bool{}
 	for _, m := range matched {
-		allowed[m.Name] = m.WaiversAllowed
+		allowed[m.Name] = m.AnnotationWaivers
 	}
 	for _, d := range res.Duties {
 		if !slices.Contains(validStates, d.State) {

@@ -24,8 +24,10 @@ type Model struct {
 	Provider   string
 	Targets    []Target
 	// Duties of every area, in the order of the spec.
-	Duties         []*Duty
-	WaiversAllowed bool
+	Duties []*Duty
+	// AnnotationWaivers and DutyWaivers say which waivers the model accepts
+	// (spec.waivers).
+	AnnotationWaivers, DutyWaivers bool
 	// WaiverExpiryRequired and WaiverMaxDuration (0: any) constrain the
 	// expiry of waivers.
 	WaiverExpiryRequired bool
@@ -113,11 +115,12 @@ func (e FieldError) Error() string { return e.Path + ": " + e.Message }
 // FieldErrors joined with errors.Join, so that a user fixes them in one go.
 func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 	m := &Model{
-		Name:           rm.Name,
-		Generation:     rm.Generation,
-		Service:        rm.Spec.Service,
-		Provider:       rm.Spec.Provider,
-		WaiversAllowed: rm.Spec.Waivers != v1alpha1.WaiversForbidden,
+		Name:              rm.Name,
+		Generation:        rm.Generation,
+		Service:           rm.Spec.Service,
+		Provider:          rm.Spec.Provider,
+		AnnotationWaivers: rm.Spec.Waivers.AcceptsAnnotations(),
+		DutyWaivers:       rm.Spec.Waivers.AcceptsDutyWaivers(),
 	}
 	var errs []error
 	fail := func(path, format string, args ...any) {

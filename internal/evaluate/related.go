@@ -53,17 +53,18 @@ func RelatedInput(matched []*Model, namespace string, list RelatedLister) (relat
 // EvaluateWorkload evaluates one object at now as the operator does: the
 // models that match its kind, labels and namespace (nsObj, its Namespace
 // object; nil for a cluster-scoped object), with the related objects they
-// read listed through list. complete is false, and nothing is evaluated, while list
+// read listed through list, and the DutyWaivers of its namespace (sorted by
+// name). complete is false, and nothing is evaluated, while list
 // cannot know a related kind yet. The operator, its benchmark's oracle and
 // the tests that predict its writes all evaluate through this one function.
-func EvaluateWorkload(models []*Model, obj *unstructured.Unstructured, nsObj map[string]any, list RelatedLister, now time.Time) (res Result, complete bool, err error) {
+func EvaluateWorkload(models []*Model, obj *unstructured.Unstructured, nsObj map[string]any, list RelatedLister, waivers []*Waiver, now time.Time) (res Result, complete bool, err error) {
 	gvk, ns := obj.GroupVersionKind(), obj.GetNamespace()
 	matched := Match(models, gvk, obj.GetLabels(), nsObj, ns != "")
 	related, complete, err := RelatedInput(matched, ns, list)
 	if err != nil || !complete {
 		return Result{}, complete, err
 	}
-	return Evaluate(matched, Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related, Now: now}), true, nil
+	return Evaluate(matched, Input{GVK: gvk, Object: obj.Object, Namespace: nsObj, Related: related, Now: now, Waivers: waivers}), true, nil
 }
 
 // ListerOf is a RelatedLister over a fixed set of objects, which never

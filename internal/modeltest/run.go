@@ -295,7 +295,7 @@ func (s *Scenario) Evaluate() map[ObjectRef]evaluate.Result {
 			nsObj = map[string]any{"apiVersion": "v1", "kind": kindNamespace, "metadata": map[string]any{"name": ns}}
 		}
 		// The lister never fails and is always complete.
-		res, _, _ := evaluate.EvaluateWorkload(s.Models, o, nsObj, list, s.Now)
+		res, _, _ := evaluate.EvaluateWorkload(s.Models, o, nsObj, list, nil, s.Now)
 		if len(res.Models) > 0 {
 			out[RefOf(o)] = res
 		}

@@ -1,10 +1,13 @@
-// Package webhook holds the admission webhook of the ResponsibilityModel
-// API: it compiles every rule, so that `kubectl apply` of a model with a
-// broken rule fails with the CEL error, the duty and the field path.
+// Package webhook holds the admission webhooks of the API: the
+// ResponsibilityModel's compiles every rule, so that `kubectl apply` of a
+// model with a broken rule fails with the CEL error, the duty and the field
+// path; the DutyWaiver's records who granted a waiver and warns of one that
+// would not apply.
 package webhook
 
 import (
 	"context"
+	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -29,11 +32,21 @@ type Validator struct{}
 
 var _ admission.Validator[*v1alpha1.ResponsibilityModel] = Validator{}
 
-// Setup registers the validating webhook with a manager's webhook server.
+// Setup registers the webhooks with a manager's webhook server: the
+// model's validation, and the DutyWaiver's grant recording and warnings.
 func Setup(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ResponsibilityModel{}).
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ResponsibilityModel{}).
 		WithValidator(Validator{}).
-		Complete()
+		Complete(); err != nil {
+		return fmt.Errorf("set up the ResponsibilityModel webhook: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.DutyWaiver{}).
+		WithDefaulter(WaiverGrantor{}).
+		WithValidator(WaiverChecker{Reader: mgr.GetClient()}).
+		Complete(); err != nil {
+		return fmt.Errorf("set up the DutyWaiver webhooks: %w", err)
+	}
+	return nil
 }
 
 // ValidateCreate compiles a new model.

@@ -97,7 +97,7 @@ func (w *world) expect(obj *unstructured.Unstructured) evaluate.Result {
 		nsObj = w.namespaces[ns]
 	}
 	// The lister never fails and is always complete.
-	res, _, _ := evaluate.EvaluateWorkload(w.models, obj, nsObj, w.related, time.Now())
+	res, _, _ := evaluate.EvaluateWorkload(w.models, obj, nsObj, w.related, nil, time.Now())
 	return res
 }
 
