@@ -382,7 +382,8 @@ type DutyStatus struct {
 	Unmet int32 `json:"unmet"`
 	// Unknown counts objects where the rule could not be evaluated.
 	Unknown int32 `json:"unknown"`
-	// Waived counts objects where the rule is false and a tenant waived it.
+	// Waived counts objects where the rule is false and a waiver applies (a
+	// DutyWaiver or the object's waiver annotation).
 	Waived int32 `json:"waived"`
 }
 

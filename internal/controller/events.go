@@ -144,8 +144,20 @@ func dutyEvent(t evaluate.Transition) eventSpec {
 		eventType = corev1.EventTypeNormal
 	}
 	return eventSpec{eventType, v1alpha1.EventCustomerDutyUnmet,
-		fmt.Sprintf("Customer duty %s (%s, area %q) is unmet: %s. Fix it, or waive it with the annotation %s%s: \"<reason>\".",
-			d.Name, t.Model, d.Area, trimPeriod(t.Message), v1alpha1.AnnotationWaivePrefix, d.Name), dutyRef(t.Model, d)}
+		fmt.Sprintf("Customer duty %s (%s, area %q) is unmet: %s. %s",
+			d.Name, t.Model, d.Area, trimPeriod(t.Message), waiveAdvice(t)), dutyRef(t.Model, d)}
+}
+
+// waiveAdvice says how an unmet duty may be fixed or waived, as its model's
+// spec.waivers allows.
+func waiveAdvice(t evaluate.Transition) string {
+	switch t.Waivers {
+	case v1alpha1.WaiversDutyWaivers:
+		return fmt.Sprintf("Fix it, or ask whoever grants exceptions for a DutyWaiver (model %s takes DutyWaivers only).", t.Model)
+	case v1alpha1.WaiversForbidden:
+		return fmt.Sprintf("Fix it: model %s accepts no waiver.", t.Model)
+	}
+	return fmt.Sprintf("Fix it, or waive it with the annotation %s%s: \"<reason>\".", v1alpha1.AnnotationWaivePrefix, t.Duty.Name)
 }
 
 func waiverEvent(w evaluate.IgnoredWaiver) eventSpec {

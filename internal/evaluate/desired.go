@@ -400,6 +400,9 @@ type Transition struct {
 	DutyResult
 	// Previous is the state before, empty when the duty was not recorded.
 	Previous v1alpha1.DutyState
+	// Waivers is the duty's model's waiver policy, for the event to say
+	// how the duty may be waived.
+	Waivers v1alpha1.WaiverPolicy
 }
 
 // Transitions compares the recorded duty states (the object's current duties
@@ -411,7 +414,13 @@ func Transitions(previous map[string]map[string]DutyAnnotation, r Result) []Tran
 	for _, d := range r.Duties {
 		prev := previous[d.Model][d.Duty.Name].State
 		if IsTransition(prev, d.State) {
-			out = append(out, Transition{DutyResult: d, Previous: prev})
+			t := Transition{DutyResult: d, Previous: prev}
+			for _, m := range r.Models {
+				if m.Name == d.Model {
+					t.Waivers = m.WaiverPolicy()
+				}
+			}
+			out = append(out, t)
 		}
 	}
 	return out

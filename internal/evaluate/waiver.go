@@ -150,13 +150,13 @@ func Judge(m *Model, w *Waiver, now time.Time) WaiverVerdict {
 // now ("" when it does), and when that may change with time alone.
 func (m *Model) refusesDutyWaiver(w *Waiver, now time.Time) (why string, next time.Time) {
 	if !m.DutyWaivers {
-		return fmt.Sprintf("model %s does not accept DutyWaivers (spec.waivers: %s)", m.Name, m.waiverPolicy()), time.Time{}
+		return fmt.Sprintf("model %s does not accept DutyWaivers (spec.waivers: %s)", m.Name, m.WaiverPolicy()), time.Time{}
 	}
 	return m.refusesExpiry(w.Expires, now, "spec.expires")
 }
 
-// waiverPolicy spells the model's spec.waivers back.
-func (m *Model) waiverPolicy() v1alpha1.WaiverPolicy {
+// WaiverPolicy spells the model's spec.waivers back.
+func (m *Model) WaiverPolicy() v1alpha1.WaiverPolicy {
 	switch {
 	case m.AnnotationWaivers && m.DutyWaivers:
 		return v1alpha1.WaiversAllowed

@@ -69,7 +69,9 @@ func sameExceptGrant(a, b *v1alpha1.DutyWaiverSpec) bool {
 // warns rather than refuses, since the model may come later; the waiver's
 // status and events keep saying so.
 type WaiverChecker struct {
-	// Reader reads models (the manager's cache).
+	// Reader reads models: the API server itself (the manager's
+	// APIReader), since every replica serves the webhook and only the
+	// leader's cache watches models; a GET per waiver admitted is cheap.
 	Reader client.Reader
 }
 

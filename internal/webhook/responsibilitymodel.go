@@ -42,7 +42,7 @@ func Setup(mgr ctrl.Manager) error {
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &v1alpha1.DutyWaiver{}).
 		WithDefaulter(WaiverGrantor{}).
-		WithValidator(WaiverChecker{Reader: mgr.GetClient()}).
+		WithValidator(WaiverChecker{Reader: mgr.GetAPIReader()}).
 		Complete(); err != nil {
 		return fmt.Errorf("set up the DutyWaiver webhooks: %w", err)
 	}
