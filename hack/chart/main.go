@@ -1,7 +1,8 @@
 // Command chart copies what controller-gen and the hand-written kustomize
 // bases in config/ define into the Helm chart, so that the chart and config/
-// never drift: config/ is the one source of the CRD, every RBAC rule, the
-// webhook's rules, the alert rules, the Grafana dashboard and the catalog.
+// never drift: config/ is the one source of the CRDs, every RBAC rule, the
+// rules of the mutating and validating webhooks, the alert rules, the
+// Grafana dashboard and the catalog.
 // The chart's templates read the copies (crds/ as Helm installs CRDs,
 // files/generated/ through .Files) and add only what is the chart's own:
 // names, labels, the Deployment's values, certificates.
@@ -74,7 +75,7 @@ func run(root string) error {
 	if err := writeRBAC(root, gen); err != nil {
 		return err
 	}
-	if err := writeSpec(root, filepath.Join("config", "webhook", "manifests.yaml"), "ValidatingWebhookConfiguration", "webhooks", filepath.Join(gen, "webhooks.yaml")); err != nil {
+	if err := writeWebhooks(root, filepath.Join("config", "webhook", "manifests.yaml"), filepath.Join(gen, "webhooks.yaml")); err != nil {
 		return err
 	}
 	return writeSpec(root, filepath.Join("config", "prometheus", "alerts.yaml"), "PrometheusRule", "spec", filepath.Join(gen, "alerts.yaml"))
@@ -190,6 +191,54 @@ func writeRBAC(root, gen string) error {
 		return err
 	}
 	return write(filepath.Join(gen, "rbac.yaml"), append([]byte(header("config/rbac/*.yaml")), raw...))
+}
+
+// webhookKinds are the webhook configuration kinds of config/webhook, by
+// the key under which the chart's webhook.yaml template reads their webhooks.
+var webhookKinds = map[string]string{
+	"MutatingWebhookConfiguration":   "mutating",
+	"ValidatingWebhookConfiguration": "validating",
+}
+
+// writeWebhooks copies the webhooks of the mutating and the validating
+// configuration that controller-gen writes into src, under the keys
+// mutating and validating (a kind src lacks is an empty list, so the chart
+// renders no configuration for it, as config/default has none).
+func writeWebhooks(root, src, dst string) error {
+	docs, err := documents(filepath.Join(root, src))
+	if err != nil {
+		return err
+	}
+	out := map[string][]any{"mutating": {}, "validating": {}}
+	seen := map[string]bool{}
+	for _, doc := range docs {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Webhooks []any  `json:"webhooks"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+		key, ok := webhookKinds[obj.Kind]
+		if !ok {
+			continue
+		}
+		// The chart renders one configuration of each kind: a second one in
+		// src would be merged into it silently.
+		if seen[obj.Kind] {
+			return fmt.Errorf("%s has more than one %s", src, obj.Kind)
+		}
+		seen[obj.Kind] = true
+		out[key] = obj.Webhooks
+	}
+	if len(seen) == 0 {
+		return fmt.Errorf("%s has no webhook configuration", src)
+	}
+	raw, err := yaml.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("marshal the webhooks of %s: %w", src, err)
+	}
+	return write(dst, append([]byte(header(src)), raw...))
 }
 
 // writeSpec copies one field of the single object of a kind in src.

@@ -4,8 +4,10 @@
 // kube-apiserver; the chart is installed and upgraded there with helm, and
 // the manager, run as a process under the chart's ServiceAccount
 // (impersonated), converges the catalog's samples while the API server's
-// audit log shows it was refused nothing. The rendered RBAC and webhook are
-// compared with config/, which the chart is generated from (hack/chart).
+// audit log shows it was refused nothing, and answers the chart's webhooks,
+// which the API server calls through the chart's Service (serviceProxy
+// stands in for kube-proxy). The rendered RBAC and webhook configurations
+// are compared with config/, which the chart is generated from (hack/chart).
 package chart
 
 import (

@@ -73,6 +73,18 @@ func TestValuesRefused(t *testing.T) {
 	}
 }
 
+// requiredObjects are objects every install path must create, by kind/name
+// as `make deploy` names them: both CRDs, both webhook configurations and
+// the DutyWaiver roles.
+var requiredObjects = []string{
+	"CustomResourceDefinition/responsibilitymodels.responsibility.io",
+	"CustomResourceDefinition/dutywaivers.responsibility.io",
+	"MutatingWebhookConfiguration/" + deployRelease + "-mutating-webhook-configuration",
+	"ValidatingWebhookConfiguration/" + deployRelease + "-validating-webhook-configuration",
+	"ClusterRole/" + deployRelease + "-dutywaiver-viewer-role",
+	"ClusterRole/" + deployRelease + "-dutywaiver-approver-role",
+}
+
 // TestChartMatchesConfig renders the chart as `make deploy` names things
 // (release responsibility-operator in responsibility-operator-system, the
 // webhook certificate from cert-manager) and config/default with kustomize,
@@ -100,6 +112,13 @@ func TestChartMatchesConfig(t *testing.T) {
 	kustomized = []byte(strings.ReplaceAll(string(kustomized), "secretName: webhook-server-cert", "secretName: "+deployRelease+"-webhook-server-cert"))
 	config, chart := index(t, string(kustomized)), index(t, rendered)
 	delete(config, "Namespace/"+deployNamespace) // helm install --create-namespace
+	// What config/default must hold (the chart then must too): a piece lost
+	// from both would pass the comparison below.
+	for _, key := range requiredObjects {
+		if _, ok := config[key]; !ok {
+			t.Errorf("config/default has no %s", key)
+		}
+	}
 	for key := range config {
 		if _, ok := chart[key]; !ok {
 			t.Errorf("config/default has %s, the chart does not render it", key)
@@ -119,6 +138,12 @@ func TestChartMatchesConfig(t *testing.T) {
 		switch want.GetKind() {
 		case "ClusterRole", "Role":
 			fields = [][]string{{"rules"}}
+			// With the default rbac.aggregateToDefaultRoles, a role
+			// aggregates into view, edit or admin exactly where config/rbac
+			// says (the DutyWaiver approver role into none).
+			if w, g := aggregation(want), aggregation(got); !reflect.DeepEqual(w, g) {
+				t.Errorf("%s aggregates into: config/default %v, chart %v", key, w, g)
+			}
 		case "ClusterRoleBinding", "RoleBinding":
 			fields = [][]string{{"roleRef"}, {"subjects"}}
 		case "CustomResourceDefinition":
@@ -133,7 +158,7 @@ func TestChartMatchesConfig(t *testing.T) {
 				{"spec", "template", "spec", "volumes"},
 			}
 			compareManager(t, want, got)
-		case "ValidatingWebhookConfiguration":
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
 			compareWebhooks(t, want, got)
 		}
 		for _, f := range fields {
@@ -196,7 +221,21 @@ func compareManager(t *testing.T, want, got *unstructured.Unstructured) {
 	}
 }
 
-// compareWebhooks compares what each webhook matches and how it is called.
+// aggregation returns the aggregate-to-* labels of a role.
+func aggregation(u *unstructured.Unstructured) map[string]string {
+	out := map[string]string{}
+	for k, v := range u.GetLabels() {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// compareWebhooks compares what each webhook of a configuration matches and
+// how it is called, and where its CA bundle comes from: with cert-manager,
+// its CA injector fills in the configuration the annotation names, so the
+// annotation must be the same and no webhook may carry a bundle of its own.
 func compareWebhooks(t *testing.T, want, got *unstructured.Unstructured) {
 	t.Helper()
 	hooks := func(u *unstructured.Unstructured) map[string]map[string]any {
@@ -213,17 +252,121 @@ func compareWebhooks(t *testing.T, want, got *unstructured.Unstructured) {
 		t.Fatalf("webhooks: config/default %v, chart %v", sortedKeys(w), sortedKeys(g))
 	}
 	for name, wh := range w {
-		for _, f := range [][]string{{"rules"}, {"sideEffects"}, {"admissionReviewVersions"}, {"failurePolicy"}, {"timeoutSeconds"}, {"clientConfig", "service", "name"}, {"clientConfig", "service", "namespace"}, {"clientConfig", "service", "path"}} {
+		for _, f := range [][]string{{"rules"}, {"sideEffects"}, {"admissionReviewVersions"}, {"failurePolicy"}, {"timeoutSeconds"}, {"clientConfig", "service", "name"}, {"clientConfig", "service", "namespace"}, {"clientConfig", "service", "path"}, {"clientConfig", "caBundle"}} {
 			wv, _, _ := unstructured.NestedFieldNoCopy(wh, f...)
 			gv, _, _ := unstructured.NestedFieldNoCopy(g[name], f...)
 			if !reflect.DeepEqual(wv, gv) {
-				t.Errorf("webhook %s .%s: config/default %s, chart %s", name, strings.Join(f, "."), toYAML(wv), toYAML(gv))
+				t.Errorf("%s webhook %s .%s: config/default %s, chart %s", want.GetKind(), name, strings.Join(f, "."), toYAML(wv), toYAML(gv))
 			}
 		}
 	}
-	if a := got.GetAnnotations()["cert-manager.io/inject-ca-from"]; a != want.GetAnnotations()["cert-manager.io/inject-ca-from"] {
-		t.Errorf("cert-manager.io/inject-ca-from: config/default %q, chart %q", want.GetAnnotations()["cert-manager.io/inject-ca-from"], a)
+	w1, g1 := want.GetAnnotations()[injectCAFrom], got.GetAnnotations()[injectCAFrom]
+	if w1 == "" || g1 != w1 {
+		t.Errorf("%s %s: config/default %q, chart %q (cert-manager would leave its CA bundle empty)", want.GetKind(), injectCAFrom, w1, g1)
 	}
+}
+
+// injectCAFrom is the annotation that has cert-manager's CA injector write
+// a Certificate's CA into a webhook configuration.
+const injectCAFrom = "cert-manager.io/inject-ca-from"
+
+// TestWebhookConfigurations renders the chart with each certificate source
+// and checks both webhook configurations: the CA reaches every webhook of
+// the mutating and the validating configuration (cert-manager's annotation,
+// or the chart's CA bundle, the ca.crt of the Secret the manager serves
+// with), the mutating webhook fails closed whatever webhook.failurePolicy
+// says (it records who granted a DutyWaiver), and only the model webhook
+// skips the catalog's label (a label must not let a waiver's author bypass
+// the record of its grant).
+func TestWebhookConfigurations(t *testing.T) {
+	needTools(t)
+	certManagerAPI := []string{"--api-versions", "cert-manager.io/v1/Certificate"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		// certManager: the CA comes from cert-manager, else from the chart.
+		certManager bool
+	}{
+		{"auto without cert-manager", nil, false},
+		{"auto with cert-manager", certManagerAPI, true},
+		{"certManager", []string{"--set", "webhook.certificate.source=certManager"}, true},
+		{"chart", append([]string{"--set", "webhook.certificate.source=chart"}, certManagerAPI...), false},
+		{"validating webhooks Ignore", []string{"--set", "webhook.failurePolicy=Ignore"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objects := index(t, mustHelm(t, "", append([]string{"template", deployRelease, chartDir, "-n", deployNamespace}, tc.args...)...))
+			secret := objects["Secret/"+deployRelease+"-webhook-server-cert"]
+			var caBundle string
+			if !tc.certManager {
+				if secret == nil {
+					t.Fatal("the chart's certificate source renders no Secret " + deployRelease + "-webhook-server-cert")
+				}
+				caBundle, _, _ = unstructured.NestedString(secret.Object, "data", "ca.crt")
+				if caBundle == "" {
+					t.Fatal("the chart's webhook Secret has no ca.crt")
+				}
+			}
+			wantPolicy := "Fail"
+			if slices.Contains(tc.args, "webhook.failurePolicy=Ignore") {
+				wantPolicy = "Ignore"
+			}
+			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				key := kind + "/" + deployRelease + "-" + strings.ToLower(strings.TrimSuffix(kind, "WebhookConfiguration")) + "-webhook-configuration"
+				cfg, ok := objects[key]
+				if !ok {
+					t.Errorf("the chart renders no %s", key)
+					continue
+				}
+				annotation := cfg.GetAnnotations()[injectCAFrom]
+				switch {
+				case tc.certManager && annotation != deployNamespace+"/"+deployRelease+"-serving-cert":
+					t.Errorf("%s: %s is %q, want the chart's Certificate %s/%s-serving-cert", key, injectCAFrom, annotation, deployNamespace, deployRelease)
+				case !tc.certManager && annotation != "":
+					t.Errorf("%s: %s %q with the chart's own certificate", key, injectCAFrom, annotation)
+				}
+				hooks, _, _ := unstructured.NestedSlice(cfg.Object, "webhooks")
+				if len(hooks) == 0 {
+					t.Errorf("%s has no webhook", key)
+				}
+				for _, h := range hooks {
+					hook := h.(map[string]any)
+					name := hook["name"]
+					if got, _, _ := unstructured.NestedString(hook, "clientConfig", "caBundle"); got != caBundle {
+						t.Errorf("%s webhook %s: caBundle %.20q..., want %.20q... (the Secret's ca.crt, or none with cert-manager)", key, name, got, caBundle)
+					}
+					want := wantPolicy
+					if kind == "MutatingWebhookConfiguration" {
+						want = "Fail"
+					}
+					if hook["failurePolicy"] != want {
+						t.Errorf("%s webhook %s: failurePolicy %v, want %s", key, name, hook["failurePolicy"], want)
+					}
+					_, skips := hook["objectSelector"]
+					if models := matchesModels(hook); skips != models {
+						t.Errorf("%s webhook %s: objectSelector %s; only the webhook for responsibilitymodels skips the catalog's label", key, name, toYAML(hook["objectSelector"]))
+					}
+				}
+			}
+		})
+	}
+	off := index(t, mustHelm(t, "", "template", deployRelease, chartDir, "--set", "webhook.enabled=false"))
+	for key := range off {
+		if strings.HasSuffix(strings.Split(key, "/")[0], "WebhookConfiguration") {
+			t.Errorf("webhook.enabled=false renders %s", key)
+		}
+	}
+}
+
+// matchesModels reports whether a webhook's rules name responsibilitymodels.
+func matchesModels(hook map[string]any) bool {
+	rules, _, _ := unstructured.NestedSlice(hook, "rules")
+	for _, r := range rules {
+		resources, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+		if slices.Contains(resources, "responsibilitymodels") {
+			return true
+		}
+	}
+	return false
 }
 
 // index parses a multi-document rendering into objects by kind/name.

@@ -74,3 +74,29 @@ else the chart's own certificate.
 {{- define "ro.metricsService" -}}
 {{- printf "%s-controller-manager-metrics-service" (include "ro.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{- /*
+ro.webhook renders one webhook of a webhook configuration from its copy in
+files/generated/webhooks.yaml (dict: root, hook, service, caBundle, failurePolicy): called
+through the chart's Service on port 443, with the CA bundle when the chart made the
+certificate, the values' timeout and the given failure policy. A webhook for ResponsibilityModels
+skips the catalog's models (label responsibility.io/catalog; templates/webhook.yaml says why).
+*/}}
+{{- define "ro.webhook" -}}
+{{- $root := .root }}
+{{- $clientConfig := dict "service" (dict "name" .service "namespace" $root.Release.Namespace "path" .hook.clientConfig.service.path "port" 443) }}
+{{- if .caBundle }}
+{{- $_ := set $clientConfig "caBundle" .caBundle }}
+{{- end }}
+{{- $webhook := dict "clientConfig" $clientConfig "failurePolicy" .failurePolicy "timeoutSeconds" $root.Values.webhook.timeoutSeconds }}
+{{- $models := false }}
+{{- range .hook.rules }}
+{{- if has "responsibilitymodels" .resources }}
+{{- $models = true }}
+{{- end }}
+{{- end }}
+{{- if $models }}
+{{- $_ := set $webhook "objectSelector" (dict "matchExpressions" (list (dict "key" "responsibility.io/catalog" "operator" "DoesNotExist"))) }}
+{{- end -}}
+- {{ toYaml (merge $webhook (omit .hook "clientConfig" "failurePolicy" "timeoutSeconds" "objectSelector")) | indent 2 | trim }}
+{{- end }}
