@@ -25,8 +25,11 @@ type DutyRow struct {
 	Duty    string             `json:"duty"`
 	State   v1alpha1.DutyState `json:"state"`
 	Message string             `json:"message,omitempty"`
-	// Waive says how to waive an unmet duty (the annotation to add), or why
-	// it cannot be waived.
+	// Waiver names the DutyWaiver (of the object's namespace) that waives
+	// the duty, when one does; its message says until when and why.
+	Waiver string `json:"waiver,omitempty"`
+	// Waive says how to waive an unmet duty (the annotation to add, or that
+	// the model accepts DutyWaivers only), or why it cannot be waived.
 	Waive string `json:"waive,omitempty"`
 	// WaiverExpires is the expiry of the object's waiver of the duty, when
 	// it has one: in the future on a Waived duty, past on one whose waiver
@@ -82,7 +85,7 @@ func parseMatrix(value string) ([]MatrixRow, error) {
 // reports a malformed value instead of reading it as empty.
 func parseDuties(value string) ([]DutyRow, error) {
 	return parseByModel(v1alpha1.AnnotationDuties, value, func(model, duty string, d evaluate.DutyAnnotation) DutyRow {
-		return DutyRow{Model: model, Duty: duty, State: d.State, Message: d.Message}
+		return DutyRow{Model: model, Duty: duty, State: d.State, Message: d.Message, Waiver: d.Waiver}
 	})
 }
 
@@ -125,22 +128,36 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // waiveHint says how to waive a duty on an object: the annotation to add,
-// or why a waiver has no effect. policies holds the waiver policy of the
-// models the user may read; without it, a duty listed in ignored-waivers
-// whose waiver annotation is on the object is taken as forbidden (the only
-// reason a waiver of an existing duty is ignored).
-func waiveHint(d DutyRow, objAnnotations map[string]string, ignored []string, policies map[string]v1alpha1.WaiverPolicy) string {
+// that only a DutyWaiver can, or why a waiver has no effect. policies holds
+// the waiver policy of the models the user may read; without it, a duty
+// listed in ignored-waivers whose waiver annotation is on the object is one
+// whose model does not accept that annotation (it forbids waivers, accepts
+// DutyWaivers only, or refuses the annotation's expiry): the object's
+// WaiverIgnored event says which. A DutyWaiver selects objects of its own
+// namespace, so none waives a duty of a cluster-scoped object.
+func waiveHint(d DutyRow, objAnnotations map[string]string, ignored []string, policies map[string]v1alpha1.WaiverPolicy, namespaced bool) string {
 	if d.State != v1alpha1.DutyUnmet {
 		return ""
 	}
-	forbidden := policies[d.Model] == v1alpha1.WaiversForbidden
-	if _, waived := objAnnotations[v1alpha1.AnnotationWaivePrefix+d.Duty]; waived && contains(ignored, d.Duty) {
-		forbidden = true
-	}
-	if forbidden {
+	policy, known := policies[d.Model]
+	switch {
+	case known && !policy.AcceptsAnnotations() && policy.AcceptsDutyWaivers() && !namespaced:
+		return "model " + d.Model + " accepts DutyWaivers only, which cannot select a cluster-scoped object"
+	case known && !policy.AcceptsAnnotations() && policy.AcceptsDutyWaivers():
+		return dutyWaiverHint(d.Model)
+	case known && !policy.AcceptsAnnotations():
 		return "model " + d.Model + " forbids waivers"
 	}
+	if _, waived := objAnnotations[v1alpha1.AnnotationWaivePrefix+d.Duty]; !known && waived && contains(ignored, d.Duty) {
+		return "model " + d.Model + " ignores the waiver annotation: see the WaiverIgnored event"
+	}
 	return v1alpha1.AnnotationWaivePrefix + d.Duty + `="<reason>"`
+}
+
+// dutyWaiverHint is the hint of an unmet duty whose model ignores waiver
+// annotations but accepts DutyWaivers.
+func dutyWaiverHint(model string) string {
+	return "ask for a DutyWaiver (model " + model + " accepts DutyWaivers only)"
 }
 
 func contains(list []string, s string) bool {

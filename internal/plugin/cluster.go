@@ -30,6 +30,13 @@ type Cluster interface {
 	// Flagged lists the objects whose status label is unmet or unknown, in
 	// one namespace, or in every namespace when namespace is empty.
 	Flagged(ctx context.Context, namespace string) (*FlaggedList, error)
+	// Evaluated lists the objects the operator evaluated (they carry the
+	// status label, whatever its value), like Flagged: waivers reads their
+	// waiver annotations, which a met object carries as well.
+	Evaluated(ctx context.Context, namespace string) (*FlaggedList, error)
+	// DutyWaivers lists the DutyWaivers of one namespace, or of every
+	// namespace when namespace is empty.
+	DutyWaivers(ctx context.Context, namespace string) ([]v1alpha1.DutyWaiver, error)
 }
 
 // Event is one event the operator reported on an object.

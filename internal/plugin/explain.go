@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
@@ -18,11 +19,13 @@ import (
 // it), its targets with their selectors, its matrix and its duties.
 type ModelView struct {
 	ModelRow
-	Description     string                `json:"description,omitempty"`
-	Waivers         v1alpha1.WaiverPolicy `json:"waivers"`
-	TargetSelectors []TargetView          `json:"targetSelectors"`
-	Matrix          []MatrixRow           `json:"matrix"`
-	DutyRules       []DutyView            `json:"dutyRules"`
+	Description string                `json:"description,omitempty"`
+	Waivers     v1alpha1.WaiverPolicy `json:"waivers"`
+	// WaiverExpiry is the model's spec.waiverExpiry, when it has one.
+	WaiverExpiry    *v1alpha1.WaiverExpiry `json:"waiverExpiry,omitempty"`
+	TargetSelectors []TargetView           `json:"targetSelectors"`
+	Matrix          []MatrixRow            `json:"matrix"`
+	DutyRules       []DutyView             `json:"dutyRules"`
 }
 
 // TargetView is one target of a model.
@@ -97,7 +100,7 @@ func newModelView(rm *v1alpha1.ResponsibilityModel) ModelView {
 		waivers = v1alpha1.WaiversAllowed
 	}
 	v := ModelView{
-		ModelRow: modelRow(rm), Description: rm.Spec.Description, Waivers: waivers,
+		ModelRow: modelRow(rm), Description: rm.Spec.Description, Waivers: waivers, WaiverExpiry: rm.Spec.WaiverExpiry,
 		TargetSelectors: []TargetView{}, Matrix: []MatrixRow{}, DutyRules: []DutyView{},
 	}
 	for _, t := range rm.Spec.Targets {
@@ -152,7 +155,8 @@ func (o *Options) printModel(w *printer, v ModelView) error {
 		"Service", v.Service,
 		"Provider", v.Provider,
 		"Description?", v.Description,
-		"Waivers", string(v.Waivers),
+		"Waivers", waiverPolicyText(v.Waivers),
+		"Waiver expiry?", waiverExpiryText(v.Waivers, v.WaiverExpiry),
 		"Ready", v.Ready,
 		"Objects", fmt.Sprintf("%d matched, %d with an unmet duty", v.Matched, v.Unmet),
 	); err != nil {
@@ -210,6 +214,37 @@ func (o *Options) printModel(w *printer, v ModelView) error {
 		}
 	}
 	return nil
+}
+
+// waiverPolicyText is a model's spec.waivers with what it means.
+func waiverPolicyText(p v1alpha1.WaiverPolicy) string {
+	switch p {
+	case v1alpha1.WaiversAllowed:
+		return string(p) + " (waiver annotations and DutyWaivers)"
+	case v1alpha1.WaiversAnnotations:
+		return string(p) + " (waiver annotations only; DutyWaivers are not accepted)"
+	case v1alpha1.WaiversDutyWaivers:
+		return string(p) + " (DutyWaivers only; waiver annotations are ignored)"
+	case v1alpha1.WaiversForbidden:
+		return string(p) + " (no waiver applies)"
+	}
+	return string(p)
+}
+
+// waiverExpiryText says what the model requires of a waiver's expiry; ""
+// when nothing, or when it accepts no waiver.
+func waiverExpiryText(p v1alpha1.WaiverPolicy, e *v1alpha1.WaiverExpiry) string {
+	if e == nil || p == v1alpha1.WaiversForbidden {
+		return ""
+	}
+	var out []string
+	if e.Required {
+		out = append(out, "required")
+	}
+	if e.MaxDuration != nil && e.MaxDuration.Duration > 0 {
+		out = append(out, "at most "+duration.HumanDuration(e.MaxDuration.Duration)+" ahead")
+	}
+	return strings.Join(out, ", ")
 }
 
 // printBlock prints a labelled value on its own indented lines, keeping the

@@ -20,42 +20,71 @@ import (
 
 // fakeCluster is a cluster read from testdata: the models of models.yaml,
 // the objects of objects.yaml annotated by evaluate as the operator would
-// (objects that already carry annotations keep them: they are forged), and
-// the events of events.yaml.
+// at goldenNow (objects that already carry annotations keep them: they are
+// forged), the events of events.yaml, and the models, objects and
+// DutyWaivers of waivers.yaml (their status written by hand, as the
+// operator would at goldenNow).
 type fakeCluster struct {
 	flags        *genericclioptions.ConfigFlags
 	models       []v1alpha1.ResponsibilityModel
 	objects      []*unstructured.Unstructured
 	events       []eventsv1.Event
+	waivers      []v1alpha1.DutyWaiver
 	forbidModels bool
+	// forbidWaivers answers a list of DutyWaivers as RBAC does for a user
+	// without the viewer role; noWaiverCRD as an API server without the CRD.
+	forbidWaivers, noWaiverCRD bool
 }
 
 func loadFakeCluster(t *testing.T) *fakeCluster {
 	t.Helper()
 	f := &fakeCluster{}
 	var compiled []*evaluate.Model
-	for _, u := range readTestdata(t, "models.yaml") {
-		rm := v1alpha1.ResponsibilityModel{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &rm); err != nil {
-			t.Fatal(err)
+	var objects []*unstructured.Unstructured
+	docs := append(readTestdata(t, "models.yaml"), readTestdata(t, "objects.yaml")...)
+	for _, u := range append(docs, readTestdata(t, "waivers.yaml")...) {
+		switch u.GetKind() {
+		case "ResponsibilityModel":
+			rm := v1alpha1.ResponsibilityModel{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &rm); err != nil {
+				t.Fatal(err)
+			}
+			m, err := evaluate.Compile(&rm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.models = append(f.models, rm)
+			compiled = append(compiled, m)
+		case "DutyWaiver":
+			dw := v1alpha1.DutyWaiver{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &dw); err != nil {
+				t.Fatal(err)
+			}
+			f.waivers = append(f.waivers, dw)
+		default:
+			objects = append(objects, u)
 		}
-		m, err := evaluate.Compile(&rm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.models = append(f.models, rm)
-		compiled = append(compiled, m)
 	}
-	objects := readTestdata(t, "objects.yaml")
 	namespaces := map[string]map[string]any{}
 	for _, u := range objects {
 		if u.GetKind() == "Namespace" {
 			namespaces[u.GetName()] = u.Object
 		}
 	}
+	waivers := map[string][]*evaluate.Waiver{}
+	for i := range f.waivers {
+		w, err := evaluate.CompileWaiver(&f.waivers[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waivers[w.Namespace] = append(waivers[w.Namespace], w)
+	}
+	for _, ws := range waivers {
+		evaluate.SortWaivers(ws)
+	}
 	for _, u := range objects {
 		if _, forged := u.GetAnnotations()[v1alpha1.AnnotationModels]; !forged {
-			annotate(u, compiled, namespaces, objects)
+			annotate(u, compiled, namespaces, objects, waivers[u.GetNamespace()])
 		}
 		f.objects = append(f.objects, u)
 	}
@@ -78,9 +107,10 @@ func readTestdata(t *testing.T, name string) []*unstructured.Unstructured {
 	return objs
 }
 
-// annotate writes what the operator would: the annotations and label of
-// evaluate's result.
-func annotate(u *unstructured.Unstructured, models []*evaluate.Model, namespaces map[string]map[string]any, objects []*unstructured.Unstructured) {
+// annotate writes what the operator would at goldenNow: the annotations
+// and label of evaluate's result, with the DutyWaivers of the object's
+// namespace.
+func annotate(u *unstructured.Unstructured, models []*evaluate.Model, namespaces map[string]map[string]any, objects []*unstructured.Unstructured, waivers []*evaluate.Waiver) {
 	matched := evaluate.Match(models, u.GroupVersionKind(), u.GetLabels(), namespaces[u.GetNamespace()], u.GetNamespace() != "")
 	if len(matched) == 0 {
 		return
@@ -95,7 +125,8 @@ func annotate(u *unstructured.Unstructured, models []*evaluate.Model, namespaces
 			}
 		}
 	}
-	res := evaluate.Evaluate(matched, evaluate.Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: namespaces[u.GetNamespace()], Related: related})
+	res := evaluate.Evaluate(matched, evaluate.Input{GVK: u.GroupVersionKind(), Object: u.Object, Namespace: namespaces[u.GetNamespace()], Related: related,
+		Now: goldenNow, Waivers: waivers})
 	annotations := u.GetAnnotations()
 	if annotations == nil {
 		annotations = map[string]string{}
@@ -177,16 +208,45 @@ func forbiddenModels(verb string) error {
 }
 
 func (f *fakeCluster) Flagged(_ context.Context, namespace string) (*FlaggedList, error) {
+	return f.labelled(namespace, func(status string) bool { return status == v1alpha1.StatusUnmet || status == v1alpha1.StatusUnknown }), nil
+}
+
+func (f *fakeCluster) Evaluated(_ context.Context, namespace string) (*FlaggedList, error) {
+	return f.labelled(namespace, func(status string) bool { return status != "" }), nil
+}
+
+func (f *fakeCluster) labelled(namespace string, match func(status string) bool) *FlaggedList {
 	out := &FlaggedList{Listed: 2}
 	for _, u := range f.objects {
-		status := u.GetLabels()[v1alpha1.LabelStatus]
-		if status != v1alpha1.StatusUnmet && status != v1alpha1.StatusUnknown {
+		if !match(u.GetLabels()[v1alpha1.LabelStatus]) {
 			continue
 		}
 		if namespace != "" && u.GetNamespace() != namespace {
 			continue
 		}
 		out.Objects = append(out.Objects, Flagged{GVK: u.GroupVersionKind(), Namespace: u.GetNamespace(), Name: u.GetName(), Labels: u.GetLabels(), Annotations: u.GetAnnotations()})
+	}
+	return out
+}
+
+func (f *fakeCluster) DutyWaivers(_ context.Context, namespace string) ([]v1alpha1.DutyWaiver, error) {
+	resource := waiversResource.GroupResource()
+	switch {
+	case f.forbidWaivers:
+		scope := "at the cluster scope"
+		if namespace != "" {
+			scope = fmt.Sprintf("in the namespace %q", namespace)
+		}
+		return nil, fmt.Errorf("list dutywaivers: %w", apierrors.NewForbidden(resource, "",
+			fmt.Errorf(`User "tenant-a" cannot list resource "dutywaivers" in API group "responsibility.io" %s`, scope)))
+	case f.noWaiverCRD:
+		return nil, fmt.Errorf("list dutywaivers: %w", apierrors.NewNotFound(resource, ""))
+	}
+	var out []v1alpha1.DutyWaiver
+	for i := range f.waivers {
+		if namespace == "" || f.waivers[i].Namespace == namespace {
+			out = append(out, *f.waivers[i].DeepCopy())
+		}
 	}
 	return out, nil
 }

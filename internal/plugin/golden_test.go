@@ -66,6 +66,8 @@ func TestGolden(t *testing.T) {
 		args         []string
 		color        bool
 		forbidModels bool
+		// forbidWaivers and noWaiverCRD: see fakeCluster.
+		forbidWaivers, noWaiverCRD bool
 		// width is the terminal's; 0 is not a terminal.
 		width int
 	}{
@@ -86,9 +88,20 @@ func TestGolden(t *testing.T) {
 		{name: "unmet-summary-json", args: []string{"unmet", "-A", "--summary", "-o", "json"}},
 		{name: "unmet-narrow", args: []string{"unmet", "-A"}, width: 120},
 		{name: "unmet-yaml", args: []string{"unmet", "-n", "legacy", "-o", "yaml"}},
+		{name: "show-bucket", args: []string{"show", "bucket/assets", "-n", "media"}},
+		{name: "show-bucket-tenant", args: []string{"show", "bucket/assets", "-n", "media"}, forbidModels: true},
+		{name: "show-bucket-json", args: []string{"show", "bucket/archive", "-n", "media", "-o", "json"}},
+		{name: "waivers", args: []string{"waivers", "-A"}},
+		{name: "waivers-narrow", args: []string{"waivers", "-A"}, width: 160},
+		{name: "waivers-medium", args: []string{"waivers", "-A"}, width: 210},
+		{name: "waivers-json", args: []string{"waivers", "-A", "-o", "json"}},
+		{name: "waivers-tenant", args: []string{"waivers", "-n", "legacy"}, forbidModels: true, forbidWaivers: true},
+		{name: "waivers-no-crd", args: []string{"waivers", "-n", "media"}, noWaiverCRD: true},
+		{name: "waivers-none", args: []string{"waivers", "-n", "shop"}},
 		{name: "models", args: []string{"models"}},
 		{name: "models-forbidden", args: []string{"models"}, forbidModels: true},
 		{name: "explain", args: []string{"explain", "acme-postgres"}},
+		{name: "explain-dutywaivers", args: []string{"explain", "acme-buckets"}},
 		{name: "explain-not-found", args: []string{"explain", "acme-nope"}},
 		{name: "explain-forbidden", args: []string{"explain", "acme-postgres"}, forbidModels: true},
 		{name: "lint-against", args: []string{"lint", "testdata/models.yaml", "--against", "testdata/objects.yaml"}},
@@ -105,7 +118,7 @@ func TestGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := loadFakeCluster(t)
-			c.forbidModels = tt.forbidModels
+			c.forbidModels, c.forbidWaivers, c.noWaiverCRD = tt.forbidModels, tt.forbidWaivers, tt.noWaiverCRD
 			got := runCommandWidth(t, c, tt.color, tt.width, tt.args...)
 			path := filepath.Join("testdata", tt.name+".golden")
 			if *update {

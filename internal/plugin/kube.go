@@ -35,6 +35,9 @@ import (
 // modelsResource is the resource of ResponsibilityModels.
 var modelsResource = v1alpha1.GroupVersion.WithResource("responsibilitymodels")
 
+// waiversResource is the resource of DutyWaivers.
+var waiversResource = v1alpha1.GroupVersion.WithResource("dutywaivers")
+
 // listConcurrency bounds the list requests unmet sends at once.
 const listConcurrency = 8
 
@@ -230,6 +233,26 @@ type listedResource struct {
 // Kinds the user may not list are skipped, so a tenant with a namespaced
 // Role sees the objects of the kinds it may read.
 func (k *kubeCluster) Flagged(ctx context.Context, namespace string) (*FlaggedList, error) {
+	req, err := labels.NewRequirement(v1alpha1.LabelStatus, selection.In, []string{v1alpha1.StatusUnmet, v1alpha1.StatusUnknown})
+	if err != nil {
+		return nil, fmt.Errorf("status selector: %w", err)
+	}
+	return k.labelled(ctx, namespace, labels.NewSelector().Add(*req).String())
+}
+
+// Evaluated lists the objects that carry the status label, the way Flagged
+// lists those whose label says unmet or unknown.
+func (k *kubeCluster) Evaluated(ctx context.Context, namespace string) (*FlaggedList, error) {
+	req, err := labels.NewRequirement(v1alpha1.LabelStatus, selection.Exists, nil)
+	if err != nil {
+		return nil, fmt.Errorf("status selector: %w", err)
+	}
+	return k.labelled(ctx, namespace, labels.NewSelector().Add(*req).String())
+}
+
+// labelled lists the metadata of the objects that match a label selector,
+// of the kinds Flagged lists.
+func (k *kubeCluster) labelled(ctx context.Context, namespace, selector string) (*FlaggedList, error) {
 	resources, err := k.flaggedResources(ctx)
 	if err != nil {
 		return nil, err
@@ -238,11 +261,6 @@ func (k *kubeCluster) Flagged(ctx context.Context, namespace string) (*FlaggedLi
 	if err != nil {
 		return nil, err
 	}
-	req, err := labels.NewRequirement(v1alpha1.LabelStatus, selection.In, []string{v1alpha1.StatusUnmet, v1alpha1.StatusUnknown})
-	if err != nil {
-		return nil, fmt.Errorf("status selector: %w", err)
-	}
-	selector := labels.NewSelector().Add(*req).String()
 
 	var (
 		mu   sync.Mutex
@@ -285,6 +303,34 @@ func (k *kubeCluster) Flagged(ctx context.Context, namespace string) (*FlaggedLi
 	sort.Strings(out.Forbidden)
 	sort.Strings(out.Warnings)
 	return out, nil
+}
+
+// DutyWaivers lists the DutyWaivers of a namespace (every namespace when
+// it is empty), a page at a time.
+func (k *kubeCluster) DutyWaivers(ctx context.Context, namespace string) ([]v1alpha1.DutyWaiver, error) {
+	dyn, err := k.dynamic()
+	if err != nil {
+		return nil, err
+	}
+	var out []v1alpha1.DutyWaiver
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := dyn.Resource(waiversResource).Namespace(namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list dutywaivers: %w", err)
+		}
+		for i := range list.Items {
+			dw := v1alpha1.DutyWaiver{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &dw); err != nil {
+				return nil, fmt.Errorf("read dutywaiver %s/%s: %w", list.Items[i].GetNamespace(), list.Items[i].GetName(), err)
+			}
+			out = append(out, dw)
+		}
+		if list.GetContinue() == "" {
+			return out, nil
+		}
+		opts.Continue = list.GetContinue()
+	}
 }
 
 func listMetadata(ctx context.Context, client metadata.Interface, r listedResource, namespace, selector string) ([]metav1.PartialObjectMetadata, error) {

@@ -80,18 +80,32 @@ func TestWaiveHint(t *testing.T) {
 		annotations map[string]string
 		ignored     []string
 		policies    map[string]v1alpha1.WaiverPolicy
-		want        string
+		// clusterScoped: the object has no namespace.
+		clusterScoped bool
+		want          string
 	}{
 		{name: "met", duty: DutyRow{Model: "m", Duty: "d", State: v1alpha1.DutyMet}, want: ""},
 		{name: "unknown cannot be waived", duty: DutyRow{Model: "m", Duty: "d", State: v1alpha1.DutyUnknown}, want: ""},
 		{name: "unmet", duty: unmet, want: `responsibility.io/waive.d="<reason>"`},
 		{name: "forbidden by the model's spec", duty: unmet, policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversForbidden}, want: "model m forbids waivers"},
-		{name: "forbidden, read from ignored-waivers", duty: unmet, annotations: map[string]string{"responsibility.io/waive.d": "x"}, ignored: []string{"d"}, want: "model m forbids waivers"},
+		{name: "ignored, read from ignored-waivers", duty: unmet, annotations: map[string]string{"responsibility.io/waive.d": "x"}, ignored: []string{"d"},
+			want: "model m ignores the waiver annotation: see the WaiverIgnored event"},
 		{name: "ignored-waivers without the waiver", duty: unmet, ignored: []string{"d"}, want: `responsibility.io/waive.d="<reason>"`},
+		{name: "allowed", duty: unmet, policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversAllowed}, want: `responsibility.io/waive.d="<reason>"`},
+		{name: "annotations only", duty: unmet, policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversAnnotations}, want: `responsibility.io/waive.d="<reason>"`},
+		{name: "the default policy", duty: unmet, policies: map[string]v1alpha1.WaiverPolicy{"m": ""}, want: `responsibility.io/waive.d="<reason>"`},
+		{name: "DutyWaivers only", duty: unmet, policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversDutyWaivers},
+			want: "ask for a DutyWaiver (model m accepts DutyWaivers only)"},
+		{name: "DutyWaivers only, an ignored annotation", duty: unmet, annotations: map[string]string{"responsibility.io/waive.d": "x"}, ignored: []string{"d"},
+			policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversDutyWaivers}, want: "ask for a DutyWaiver (model m accepts DutyWaivers only)"},
+		{name: "DutyWaivers only, cluster-scoped", duty: unmet, clusterScoped: true, policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversDutyWaivers},
+			want: "model m accepts DutyWaivers only, which cannot select a cluster-scoped object"},
+		{name: "waived by a DutyWaiver", duty: DutyRow{Model: "m", Duty: "d", State: v1alpha1.DutyWaived, Waiver: "w"},
+			policies: map[string]v1alpha1.WaiverPolicy{"m": v1alpha1.WaiversDutyWaivers}, want: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := waiveHint(tt.duty, tt.annotations, tt.ignored, tt.policies); got != tt.want {
+			if got := waiveHint(tt.duty, tt.annotations, tt.ignored, tt.policies, !tt.clusterScoped); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -124,7 +138,7 @@ func FuzzReadAnnotations(f *testing.F) {
 		}
 		a := readAnnotations(objAnnotations)
 		for _, d := range a.Duties {
-			_ = waiveHint(d, objAnnotations, a.IgnoredWaivers, nil)
+			_ = waiveHint(d, objAnnotations, a.IgnoredWaivers, nil, true)
 		}
 		_ = unmetRows([]Flagged{{Annotations: objAnnotations}})
 	})

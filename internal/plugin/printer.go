@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -30,6 +31,10 @@ type table struct {
 	// other columns leave room (at least minWrapWidth per wrap column).
 	width int
 	wrap  []int
+	// optional are the headers of the columns fit may leave out, the first
+	// first, when the table does not fit width even with its wrap columns
+	// at their narrowest.
+	optional []string
 }
 
 // Table layout of printers.GetNewTabWriter: the minimum width of a column
@@ -133,12 +138,8 @@ func (t *table) print(w io.Writer, color bool) error {
 	return nil
 }
 
-// wrapWidths are the widths of the wrap columns that make the table fit
-// t.width, or nil when the table fits as it is or wrapping is off.
-func (t *table) wrapWidths() map[int]int {
-	if t.width <= 0 || len(t.wrap) == 0 {
-		return nil
-	}
+// naturalWidths are the widths of the columns unwrapped.
+func (t *table) naturalWidths() []int {
 	natural := make([]int, len(t.headers))
 	for i, h := range t.headers {
 		natural[i] = max(tabMinWidth, len([]rune(h)))
@@ -150,6 +151,75 @@ func (t *table) wrapWidths() map[int]int {
 			}
 		}
 	}
+	return natural
+}
+
+// fit leaves out optional columns, in their order, until the table fits
+// t.width with its wrap columns at their narrowest, and returns the headers
+// of the columns it left out. On no terminal (width 0) it leaves out none.
+func (t *table) fit() []string {
+	if t.width <= 0 {
+		return nil
+	}
+	var dropped []string
+	for _, header := range t.optional {
+		if t.narrowest() <= t.width {
+			break
+		}
+		if i := slices.Index(t.headers, header); i >= 0 {
+			t.remove(i)
+			dropped = append(dropped, header)
+		}
+	}
+	return dropped
+}
+
+// narrowest is the width of the table with its wrap columns wrapped as
+// narrow as print wraps them (minWrapWidth, or less if the column is).
+func (t *table) narrowest() int {
+	total := len(t.indent)
+	for i, n := range t.naturalWidths() {
+		if slices.Contains(t.wrap, i) {
+			n = min(n, minWrapWidth)
+		}
+		total += n + tabPadding
+	}
+	return total
+}
+
+// remove takes column i out of the table.
+func (t *table) remove(i int) {
+	t.headers = slices.Delete(slices.Clone(t.headers), i, i+1)
+	for j, r := range t.rows {
+		if i < len(r) {
+			t.rows[j] = slices.Delete(slices.Clone(r), i, i+1)
+		}
+	}
+	var wrap []int
+	for _, w := range t.wrap {
+		switch {
+		case w < i:
+			wrap = append(wrap, w)
+		case w > i:
+			wrap = append(wrap, w-1)
+		}
+	}
+	t.wrap = wrap
+	switch {
+	case t.stateColumn == i:
+		t.stateColumn = -1
+	case t.stateColumn > i:
+		t.stateColumn--
+	}
+}
+
+// wrapWidths are the widths of the wrap columns that make the table fit
+// t.width, or nil when the table fits as it is or wrapping is off.
+func (t *table) wrapWidths() map[int]int {
+	if t.width <= 0 || len(t.wrap) == 0 {
+		return nil
+	}
+	natural := t.naturalWidths()
 	total, fixed := len(t.indent), len(t.indent)
 	isWrap := map[int]bool{}
 	for _, i := range t.wrap {

@@ -30,8 +30,8 @@ type Options struct {
 	Output string
 	// Color colours duty states in tables.
 	Color bool
-	// Now is the clock of event ages and of the rules lint --against
-	// evaluates.
+	// Now is the clock of event ages, of the rules lint --against
+	// evaluates, and of the time left to waivers.
 	Now func() time.Time
 	// NewCluster opens the cluster the flags name. Tests replace it.
 	NewCluster func(*genericclioptions.ConfigFlags) (Cluster, error)
@@ -88,6 +88,7 @@ which customer duties are met, and how to fix or waive the others.
 
   kubectl responsibility show vm/web-vm          # one object's matrix, duties and events
   kubectl responsibility unmet -A                # every unmet or unknown duty
+  kubectl responsibility waivers -n NAMESPACE    # the waivers, the soonest to expire first
   kubectl responsibility models                  # the models, their targets and counts
   kubectl responsibility explain MODEL           # one model's matrix and rules
   kubectl responsibility lint model.yaml --against samples.yaml   # offline, no cluster
@@ -114,7 +115,7 @@ which customer duties are met, and how to fix or waive the others.
 		}
 		return fmt.Errorf("unknown output format %q: use -o json or -o yaml, or omit -o for a table", o.Output)
 	}
-	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o), newVersionCommand(o))
+	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newWaiversCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o), newVersionCommand(o))
 	return root
 }
 

@@ -33,11 +33,14 @@ const (
 // admissionActions are the values of spec.admission and a duty's admission.
 var admissionActions = []string{string(v1alpha1.AdmissionNone), string(v1alpha1.AdmissionWarn), string(v1alpha1.AdmissionDeny), string(v1alpha1.AdmissionAudit)}
 
+// waiverPolicyValues are the values of spec.waivers.
+var waiverPolicyValues = []string{string(v1alpha1.WaiversAllowed), string(v1alpha1.WaiversAnnotations), string(v1alpha1.WaiversDutyWaivers), string(v1alpha1.WaiversForbidden)}
+
 var schemaLimits = map[string]fieldLimit{
 	"spec.service":                               {minLength: 1, maxLength: 256},
 	"spec.provider":                              {minLength: 1, maxLength: 128},
 	"spec.description":                           {maxLength: 4096},
-	"spec.waivers":                               {enum: []string{string(v1alpha1.WaiversAllowed), string(v1alpha1.WaiversForbidden)}},
+	"spec.waivers":                               {enum: waiverPolicyValues},
 	"spec.admission":                             {enum: admissionActions},
 	"spec.targets":                               {minItems: 1, maxItems: 32},
 	"spec.targets[].apiVersion":                  {minLength: 1, maxLength: 253, pattern: patternAPIVersion},

@@ -156,7 +156,11 @@ func newObjectView(obj *unstructured.Unstructured, policies map[string]v1alpha1.
 	}
 	for i := range view.Duties {
 		d := &view.Duties[i]
-		d.Waive = waiveHint(*d, objAnnotations, a.IgnoredWaivers, policies)
+		d.Waive = waiveHint(*d, objAnnotations, a.IgnoredWaivers, policies, obj.GetNamespace() != "")
+		if d.Waiver != "" {
+			// A DutyWaiver waives it; its message says until when.
+			continue
+		}
 		if exp := evaluate.WaiverExpiry(objAnnotations[v1alpha1.AnnotationWaivePrefix+d.Duty]); !exp.IsZero() {
 			d.WaiverExpires = &exp
 		}
@@ -203,7 +207,7 @@ func (o *Options) printObject(w *printer, v ObjectView, flags showFlags) error {
 		"Models", strings.Join(v.Models, ", "),
 		"Provider", v.Provider,
 		"Service", v.Service,
-		"Ignored waivers?", v.ignoredWaivers(time.Now()),
+		"Ignored waivers?", v.ignoredWaivers(o.Now()),
 	); err != nil {
 		return err
 	}
@@ -291,7 +295,7 @@ func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionK
 	t := newTable("MODEL", "DUTY", "STATE", "MESSAGE", "WAIVE WITH")
 	t.stateColumn = 2
 	t.wrap, t.width = []int{3, 4}, o.width()
-	waivable := ""
+	waivable, askDutyWaiver := "", false
 	duties := slices.Clone(v.Duties)
 	slices.SortStableFunc(duties, func(a, b DutyRow) int { return stateOrder[a.State] - stateOrder[b.State] })
 	for _, d := range duties {
@@ -299,16 +303,21 @@ func (o *Options) printDuties(w *printer, v ObjectView, gvk schema.GroupVersionK
 		if waivable == "" && strings.HasPrefix(d.Waive, v1alpha1.AnnotationWaivePrefix) {
 			waivable = d.Waive
 		}
+		askDutyWaiver = askDutyWaiver || d.Waive == dutyWaiverHint(d.Model)
 	}
 	if err := t.print(w, o.Color); err != nil {
 		return err
 	}
+	nsFlag := ""
+	if v.Namespace != "" {
+		nsFlag = "-n " + v.Namespace + " "
+	}
 	if waivable != "" {
-		nsFlag := ""
-		if v.Namespace != "" {
-			nsFlag = "-n " + v.Namespace + " "
-		}
 		w.printf("\nFix an unmet duty, or waive it with a reason, for example:\n  kubectl annotate %s%s %s\n", nsFlag, resourceArg(gvk, v.Name), sanitize(waivable))
+	}
+	if askDutyWaiver {
+		w.printf("\nFix an unmet duty, or ask for a DutyWaiver: whoever holds the waiver-approver role in namespace %s\n"+
+			"creates one. The namespace's waivers:\n  kubectl responsibility waivers %s\n", sanitize(v.Namespace), strings.TrimSpace(nsFlag))
 	}
 	return nil
 }

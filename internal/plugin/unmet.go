@@ -68,13 +68,7 @@ func (o *Options) unmet(ctx context.Context, all, summary bool) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range flagged.Warnings {
-		o.errorf("Warning: %s\n", sanitize(w))
-	}
-	if flagged.Listed == 0 && len(flagged.Forbidden) > 0 {
-		o.errorf("Warning: you may not list any of the %d kinds that could carry duties %s (%s)%s\n",
-			len(flagged.Forbidden), scope(ns), summarize(flagged.Forbidden, 5), allNamespacesHint(all))
-	}
+	o.warnListing(flagged, ns, all)
 	rows := unmetRows(flagged.Objects)
 	if summary {
 		return o.printUnmetSummary(summarizeUnmet(rows), ns)

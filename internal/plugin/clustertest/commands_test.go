@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -112,9 +113,9 @@ func TestTenantShow(t *testing.T) {
 	for _, d := range view.Duties {
 		waive[d.Duty] = d.Waive
 	}
-	// The tenant may not read models: that acme-baseline forbids waivers is
-	// read from the ignored-waivers annotation.
-	if waive["superuser-disabled"] != "model acme-baseline forbids waivers" ||
+	// The tenant may not read models: that acme-baseline ignores the waiver
+	// annotation is read from the ignored-waivers annotation.
+	if waive["superuser-disabled"] != "model acme-baseline ignores the waiver annotation: see the WaiverIgnored event" ||
 		waive["backup-scheduled"] != v1alpha1.AnnotationWaivePrefix+`backup-scheduled="<reason>"` ||
 		waive["tls-enforced"] != "" {
 		t.Errorf("waive hints: %q", waive)
@@ -192,6 +193,90 @@ func TestAdmin(t *testing.T) {
 	for _, want := range []string{"Ready:         True", "monitoring-enabled", "object.spec.monitoring.enablePodMonitor", "related.schedules = postgresql.cnpg.io/v1 ScheduledBackup"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("explain lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+// waiverRows decodes waivers -o json into source name duties=active
+// (waived objects).
+func waiverRows(t *testing.T, stdout string) []string {
+	t.Helper()
+	var rows []plugin.WaiverRow
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+		t.Fatalf("decode %q: %v", stdout, err)
+	}
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("%s %s %s %s=%s (%d)", r.Namespace, r.Source, r.Name, strings.Join(r.Duties, ","), r.Active, r.WaivedObjects))
+	}
+	return out
+}
+
+// wantLegacyAnnotationWaivers are the waiver annotations of namespace
+// legacy (testdata/objects.yaml), as waiverRows prints them.
+var wantLegacyAnnotationWaivers = []string{
+	"legacy annotation cluster.postgresql.cnpg.io/scratch-db superuser-disabled=NotAccepted (0)",
+	"legacy annotation cluster.postgresql.cnpg.io/scratch-db tls-enforced=True (1)",
+}
+
+// TestTenantWaivers: a tenant whose Role does not grant DutyWaivers gets a
+// note and the waiver annotations of the objects it may read.
+func TestTenantWaivers(t *testing.T) {
+	stdout, stderr := mustRun(t, tenantKubeconfig, "waivers", "-n", tenantNamespace, "-o", "json")
+	if got := waiverRows(t, stdout); strings.Join(got, "\n") != strings.Join(wantLegacyAnnotationWaivers, "\n") {
+		t.Errorf("rows\n  got  %q\n  want %q", got, wantLegacyAnnotationWaivers)
+	}
+	if !strings.Contains(stderr, "you may not list DutyWaivers in namespace legacy") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("want a one-line note, got:\n%s", stderr)
+	}
+}
+
+// TestAdminWaivers: the DutyWaivers an administrator lists carry the
+// operator's verdict: one for a model that forbids waivers is NotAccepted,
+// one for a duty that is met is active and waives no object.
+func TestAdminWaivers(t *testing.T) {
+	ctx := context.Background()
+	waivers := []*v1alpha1.DutyWaiver{
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "superuser-exception", Namespace: tenantNamespace},
+			Spec: v1alpha1.DutyWaiverSpec{Model: "acme-baseline", Duties: []string{"superuser-disabled"},
+				Objects: v1alpha1.WaiverObjects{Names: []string{"scratch-db"}}, Reason: "the legacy app logs in as postgres"},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "orders-replicas", Namespace: "shop"},
+			Spec: v1alpha1.DutyWaiverSpec{Model: "acme-postgres", Duties: []string{"replicas"},
+				Objects: v1alpha1.WaiverObjects{Names: []string{"orders-db"}}, Reason: "three already", Ticket: "OPS-1",
+				Expires: &metav1.Time{Time: time.Now().Add(365 * 24 * time.Hour).Truncate(time.Second)}},
+		},
+	}
+	for _, dw := range waivers {
+		if err := admin.Create(ctx, dw); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := admin.Delete(context.Background(), dw); err != nil {
+				t.Errorf("delete %s: %v", dw.Name, err)
+			}
+		})
+	}
+	var stdout string
+	want := append([]string{"shop DutyWaiver orders-replicas replicas=True (0)", "legacy DutyWaiver superuser-exception superuser-disabled=NotAccepted (0)"},
+		wantLegacyAnnotationWaivers...)
+	err := waitFor(ctx, time.Minute, func(context.Context) error {
+		stdout, _ = mustRun(t, adminKubeconfig, "waivers", "-A", "-o", "json")
+		if got := waiverRows(t, stdout); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			return fmt.Errorf("rows\n  got  %q\n  want %q", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, stderr := mustRun(t, adminKubeconfig, "waivers", "-A")
+	t.Logf("kubectl responsibility waivers -A:\n%s%s", table, stderr)
+	for _, want := range []string{"orders-replicas", "(in 364d)", "OPS-1", "superuser-exception", "never"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("the table lacks %q:\n%s", want, table)
 		}
 	}
 }
