@@ -147,6 +147,14 @@ func run() error {
 		return err
 	}
 
+	if err := grantWaiver(ctx, c, kubectl, filepath.Join(root, "config", "samples", "dutywaiver.yaml")); err != nil {
+		return err
+	}
+	step("Every exception in the namespace, with the time it has left: kubectl responsibility waivers -n legacy")
+	if err := runKubectlEnv(ctx, *assets, kubeconfigPath, []string{pluginPath}, "responsibility", "waivers", "-n", "legacy"); err != nil {
+		return err
+	}
+
 	if !*hold {
 		return nil
 	}
@@ -344,4 +352,38 @@ func showAnnotations(ctx context.Context, c client.Client, w samples.Workload) e
 	}
 	fmt.Printf("  label %s: %s\n", v1alpha1.LabelStatus, u.GetLabels()[v1alpha1.LabelStatus])
 	return nil
+}
+
+// grantWaiver applies the sample DutyWaiver, as a platform team would, and
+// waits until the operator reports the waived duties on the workload and
+// the objects on the waiver.
+func grantWaiver(ctx context.Context, c client.Client, kubectl func(args ...string) error, path string) error {
+	step("A platform team grants an exception: kubectl apply -f config/samples/dutywaiver.yaml")
+	if err := kubectl("apply", "-f", path); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		dw := &v1alpha1.DutyWaiver{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: "legacy", Name: "scratch-db-backups"}, dw)
+		if err == nil && dw.Status.WaivedObjects == 1 && dw.Spec.GrantedBy != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("get the DutyWaiver legacy/scratch-db-backups: %w", err)
+			}
+			return fmt.Errorf("the DutyWaiver legacy/scratch-db-backups does not waive scratch-db after 30s: status %+v", dw.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	step("The exception, who granted it, and what it waives (kubectl get dutywaivers -n legacy)")
+	if err := kubectl("get", "dutywaivers", "-n", "legacy", "-o", "wide"); err != nil {
+		return err
+	}
+	return kubectl("get", "dutywaiver", "-n", "legacy", "scratch-db-backups", "-o", "jsonpath={.spec.grantedBy}{\"\\n\"}{.status.objects}{\"\\n\"}")
 }

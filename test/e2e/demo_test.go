@@ -56,6 +56,10 @@ func TestDemo(t *testing.T) {
 		"responsibility.io/matrix:", `"state": "Unmet"`, "CustomerDutyUnmet",
 		// the webhook refusing a broken rule with its position
 		`"broken-example" is invalid: spec.areas[0].duties[0].rule`, "<input>:1:",
+		// a DutyWaiver granted, its grantor recorded by the webhook, the
+		// object it waives reported by the operator
+		"==> A platform team grants an exception", `"user":"`, `"name":"scratch-db"`,
+		"scratch-db-backups", "PLAT-1234",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q", want)
