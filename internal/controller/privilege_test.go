@@ -255,10 +255,12 @@ var operatorOwnWrites = map[string][]string{
 	"responsibility.io/responsibilitymodels":            {"update", "patch"},
 	"responsibility.io/responsibilitymodels/status":     {"update", "patch"},
 	"responsibility.io/responsibilitymodels/finalizers": {"update"},
-	"events.k8s.io/events":                              {"create", "patch"},
-	"authorization.k8s.io/selfsubjectaccessreviews":     {"create"},
-	"openreports.io/reports":                            {"create", "patch", "delete"},
-	"wgpolicyk8s.io/policyreports":                      {"create", "patch", "delete"},
+	// The DutyWaivers' status (a merge patch).
+	"responsibility.io/dutywaivers/status":          {"patch"},
+	"events.k8s.io/events":                          {"create", "patch"},
+	"authorization.k8s.io/selfsubjectaccessreviews": {"create"},
+	"openreports.io/reports":                        {"create", "patch", "delete"},
+	"wgpolicyk8s.io/policyreports":                  {"create", "patch", "delete"},
 	// The ValidatingAdmissionPolicies generated from the models (spec.admission).
 	"admissionregistration.k8s.io/validatingadmissionpolicies":       {"create", "patch", "delete"},
 	"admissionregistration.k8s.io/validatingadmissionpolicybindings": {"create", "patch", "delete"},

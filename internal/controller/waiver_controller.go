@@ -25,7 +25,7 @@ import (
 )
 
 // +kubebuilder:rbac:groups=responsibility.io,resources=dutywaivers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=responsibility.io,resources=dutywaivers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=responsibility.io,resources=dutywaivers/status,verbs=get;patch
 
 // waiverModelIndex is the cache's index of DutyWaivers by spec.model.
 const waiverModelIndex = "spec.model"
