@@ -76,6 +76,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	}
 	if r.Written.Behind(key, obj.GetResourceVersion()) {
 		// The watch has not brought back the operator's last write yet.
+		r.Metrics.Requeues.WithLabelValues(metrics.RequeueOwnWrite).Inc()
 		return reconcile.Result{RequeueAfter: cacheCatchUpRetry}, nil
 	}
 	if obj.GetDeletionTimestamp() != nil {
@@ -109,11 +110,13 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	if !complete {
 		// A related kind's initial list is still arriving: evaluating now
 		// could report a duty unmet for an object that is on its way.
+		r.Metrics.Requeues.WithLabelValues(metrics.RequeueRelatedListing).Inc()
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	if !r.Watcher.Covers(ctx, epoch, key.GVK, res.Models) {
 		// A kind was listed again, with more fields, while this read it:
 		// what was read may lack a field a rule reads.
+		r.Metrics.Requeues.WithLabelValues(metrics.RequeueCacheWidened).Inc()
 		return reconcile.Result{RequeueAfter: relatedSyncRetry}, nil
 	}
 	r.Metrics.EvaluationDuration.Observe(time.Since(start).Seconds())

@@ -40,6 +40,19 @@ const (
 	ApplyError    = "error"
 )
 
+// Label values of responsibility_requeues_total's reason: why a workload
+// reconcile put its object back without evaluating it.
+const (
+	// RequeueOwnWrite: the cache does not hold the operator's last write of
+	// the object yet.
+	RequeueOwnWrite = "own_write_pending"
+	// RequeueRelatedListing: a related kind's initial list is still arriving.
+	RequeueRelatedListing = "related_listing"
+	// RequeueCacheWidened: a kind was listed again, with more fields, while
+	// the object was read.
+	RequeueCacheWidened = "cache_widened"
+)
+
 // Metrics are the operator's Prometheus collectors.
 type Metrics struct {
 	MatchedObjects     *prometheus.GaugeVec
@@ -50,6 +63,7 @@ type Metrics struct {
 	Events             *prometheus.CounterVec
 	ModelReady         *prometheus.GaugeVec
 	Rechecks           prometheus.Counter
+	Requeues           *prometheus.CounterVec
 }
 
 // NewMetrics returns unregistered collectors.
@@ -89,11 +103,15 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "rechecks_total",
 			Help: "Evaluations of an object at its re-check time: a duty reads now, or a waiver's expiry changes its result.",
 		}),
+		Requeues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "requeues_total",
+			Help: "Workload reconciles that put the object back without evaluating it, by reason (own_write_pending, related_listing, cache_widened).",
+		}, []string{labelReason}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady, m.Rechecks, watches}
+	return []prometheus.Collector{m.MatchedObjects, m.DutyObjects, m.EvaluationDuration, m.ApplyDuration, m.Applies, m.Events, m.ModelReady, m.Rechecks, m.Requeues, watches}
 }
 
 var (

@@ -107,9 +107,12 @@ type killRun struct {
 	// thirdRechecks are those at an object's re-check time (models whose
 	// duties read now are evaluated again every interval).
 	thirdReconciles, thirdRechecks float64
-	ofTargetKinds                  int
-	secondWrites, thirdWrites      int
-	lost, dups, newOnRestart       int
+	// thirdRequeues are the third operator's reconciles that put an object
+	// back unevaluated, by reason (responsibility_requeues_total).
+	thirdRequeues             map[string]float64
+	ofTargetKinds             int
+	secondWrites, thirdWrites int
+	lost, dups, newOnRestart  int
 }
 
 // setUp creates the copies of the samples and the catalog.
@@ -264,6 +267,9 @@ func (r *killRun) restart() {
 	r.waitIdle(third, r.targets)
 	r.thirdApplies = mustMetric(t, third, "responsibility_applies_total", applied)
 	r.thirdReconciles, r.thirdRechecks = r.reconcilesAndRechecks(third)
+	if f, err := third.Metrics(ctx); err == nil {
+		r.thirdRequeues = f.SumBy("responsibility_requeues_total", nil, "reason")
+	}
 	if err := third.Stop(); err != nil {
 		t.Errorf("stop the third operator: %v", err)
 	}
@@ -353,7 +359,8 @@ func (r *killRun) checkWrites() {
 		t.Errorf("a restart on the converged cluster wrote %d times", r.thirdWrites)
 	}
 	if int(r.thirdReconciles-r.thirdRechecks) != r.ofTargetKinds {
-		t.Errorf("a restart on the converged cluster reconciled %v times (%v of them re-checks) for %d objects of the target kinds: each must be evaluated once, none put back to wait for a model or a list", r.thirdReconciles, r.thirdRechecks, r.ofTargetKinds)
+		t.Errorf("a restart on the converged cluster reconciled %v times (%v of them re-checks) for %d objects of the target kinds: each must be evaluated once, none put back to wait for a model or a list (put back unevaluated, by reason: %v)",
+			r.thirdReconciles, r.thirdRechecks, r.ofTargetKinds, r.thirdRequeues)
 	}
 }
 
