@@ -229,6 +229,16 @@ type Area struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Customer string `json:"customer"`
 
+	// Controls are the framework controls this area addresses (an ISO/IEC
+	// 27001 Annex A control, a NIST SP 800-53 control, a CCM control), as the
+	// provider's published material maps them: `kubectl responsibility
+	// export` writes them into OSCAL documents. Leave it empty rather than
+	// guess a mapping.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Controls []ControlReference `json:"controls,omitempty"`
+
 	// Duties are the customer responsibilities of this area that can be
 	// checked on a cluster object.
 	// +kubebuilder:validation:MaxItems=16
@@ -236,6 +246,26 @@ type Area struct {
 	// +listMapKey=name
 	// +optional
 	Duties []Duty `json:"duties,omitempty"`
+}
+
+// ControlReference names one control of a compliance framework.
+type ControlReference struct {
+	// Framework names the catalog the control belongs to, for example
+	// "NIST SP 800-53 Rev. 5" or "ISO/IEC 27001:2022".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Framework string `json:"framework"`
+
+	// ID is the control's identifier in that framework, for example "sc-8"
+	// or "A.8.24".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// URL points to the control's text or to the provider's mapping.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	URL string `json:"url,omitempty"`
 }
 
 // Duty is a customer responsibility that a CEL rule can check.
