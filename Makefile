@@ -13,6 +13,7 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v4.3.2
 KREW_VERSION ?= v0.4.3
+PROMTOOL_VERSION ?= v0.316.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -43,7 +44,7 @@ demo: controlplane build install-plugin ## Start a local control plane, apply sa
 	go run ./hack/demo
 
 .PHONY: test
-test: verify lint controlplane helm krew ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
+test: verify lint controlplane helm krew promtool ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-models
 	$(MAKE) --no-print-directory test-fuzz
@@ -116,7 +117,7 @@ test-models: ## Run the catalog's tests and the upstream corpus with kubectl res
 	$(LOCALBIN)/kubectl-responsibility test config/catalog/tests test/upstream --require-all -o junit > tmp/model-tests.xml
 
 .PHONY: test-integration
-test-integration: controlplane ## Run the envtest suites against a real kube-apiserver and etcd.
+test-integration: controlplane promtool ## Run the envtest suites against a real kube-apiserver and etcd.
 	go test $(GO_TEST_FLAGS) ./internal/controller/... ./test/...
 
 ##@ Build
@@ -195,6 +196,10 @@ helm: ## Install helm into bin/.
 .PHONY: krew
 krew: ## Install krew into bin/ (the plugin archives' install test runs it).
 	@hack/go-tool.sh $(LOCALBIN) krew sigs.k8s.io/krew/cmd/krew $(KREW_VERSION)
+
+.PHONY: promtool
+promtool: ## Install promtool (Prometheus 3.16.0) into bin/: test/monitoring checks the alert rules and the dashboard's queries with it.
+	@hack/go-tool.sh $(LOCALBIN) promtool github.com/prometheus/prometheus/cmd/promtool $(PROMTOOL_VERSION)
 
 .PHONY: golangci-lint
 golangci-lint: ## Install golangci-lint into bin/.

@@ -51,19 +51,20 @@ type templating struct {
 }
 
 type variable struct {
-	Name       string          `json:"name"`
-	Label      string          `json:"label"`
-	Type       string          `json:"type"`
-	Query      json.RawMessage `json:"query"`
-	Definition string          `json:"definition"`
-	Datasource *datasource     `json:"datasource"`
-	Current    json.RawMessage `json:"current"`
-	IncludeAll bool            `json:"includeAll"`
-	Multi      bool            `json:"multi"`
-	AllValue   string          `json:"allValue"`
-	Refresh    int             `json:"refresh"`
-	Sort       int             `json:"sort"`
-	Hide       int             `json:"hide"`
+	Name        string          `json:"name"`
+	Label       string          `json:"label"`
+	Description string          `json:"description"`
+	Type        string          `json:"type"`
+	Query       json.RawMessage `json:"query"`
+	Definition  string          `json:"definition"`
+	Datasource  *datasource     `json:"datasource"`
+	Current     json.RawMessage `json:"current"`
+	IncludeAll  bool            `json:"includeAll"`
+	Multi       bool            `json:"multi"`
+	AllValue    string          `json:"allValue"`
+	Refresh     int             `json:"refresh"`
+	Sort        int             `json:"sort"`
+	Hide        int             `json:"hide"`
 }
 
 type datasource struct {
@@ -150,6 +151,8 @@ func TestDashboardLoads(t *testing.T) {
 	for _, v := range d.Templating.List {
 		checkMetrics(t, "variable "+v.Name, string(v.Query))
 	}
+	checkClusterVariable(t, d.Templating.List)
+	checkClusterMatchers(t, d)
 }
 
 // checkPanels checks ids, types, grid positions, queries, variables and
@@ -236,6 +239,7 @@ func TestAlertsUseExportedMetrics(t *testing.T) {
 				t.Errorf("alert %q needs for, a severity label, a summary and a description", r.Alert)
 			}
 			checkMetrics(t, "alert "+r.Alert, r.Expr)
+			checkAlertKeepsCluster(t, r.Alert, r.Expr, r.Annotations)
 		}
 	}
 	if n == 0 {
