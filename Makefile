@@ -44,7 +44,7 @@ demo: controlplane build install-plugin ## Start a local control plane, apply sa
 	go run ./hack/demo
 
 .PHONY: test
-test: verify lint controlplane helm krew promtool ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
+test: verify lint controlplane helm krew promtool chromium ## Run every check and test: generated files, lint, unit, envtest integration, e2e, the model tests and a short fuzz run.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-models
 	$(MAKE) --no-print-directory test-fuzz
@@ -117,7 +117,7 @@ test-models: ## Run the catalog's tests and the upstream corpus with kubectl res
 	$(LOCALBIN)/kubectl-responsibility test config/catalog/tests test/upstream --require-all -o junit > tmp/model-tests.xml
 
 .PHONY: test-integration
-test-integration: controlplane promtool ## Run the envtest suites against a real kube-apiserver and etcd.
+test-integration: controlplane promtool chromium ## Run the envtest suites against a real kube-apiserver and etcd.
 	go test $(GO_TEST_FLAGS) ./internal/controller/... ./test/...
 
 ##@ Build
@@ -196,6 +196,10 @@ helm: ## Install helm into bin/.
 .PHONY: krew
 krew: ## Install krew into bin/ (the plugin archives' install test runs it).
 	@hack/go-tool.sh $(LOCALBIN) krew sigs.k8s.io/krew/cmd/krew $(KREW_VERSION)
+
+.PHONY: chromium
+chromium: ## Install Chromium (Debian's package: 155 MB to download, 480 MB installed) for the HTML report's browser test (test/report); does nothing when it is there.
+	@hack/chromium.sh
 
 .PHONY: promtool
 promtool: ## Install promtool (Prometheus 3.16.0) into bin/: test/monitoring checks the alert rules and the dashboard's queries with it.

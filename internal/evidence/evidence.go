@@ -80,6 +80,9 @@ type Object struct {
 	Models []string `json:"models"`
 	// Duties are sorted by model then duty.
 	Duties []DutyState `json:"duties"`
+	// Problem says why the duties annotation could not be read (it is not
+	// the operator's JSON: someone edited it); Duties is then empty.
+	Problem string `json:"problem,omitempty"`
 }
 
 // DutyState is the state of one duty on one object.
@@ -107,4 +110,7 @@ type Waiver struct {
 	Expires   *time.Time `json:"expires,omitempty"`
 	// Active is True when it applies at CollectedAt; else why not.
 	Active string `json:"active"`
+	// Message says why the waiver does not apply, when the operator or the
+	// model's waiver policy says so.
+	Message string `json:"message,omitempty"`
 }

@@ -93,6 +93,8 @@ which customer duties are met, and how to fix or waive the others.
   kubectl responsibility explain MODEL           # one model's matrix and rules
   kubectl responsibility lint model.yaml --against samples.yaml   # offline, no cluster
   kubectl responsibility test tests/                               # expected duty states, offline
+  kubectl responsibility export --format oscal-ar -n NAMESPACE -o FILE   # evidence: OSCAL, CSV, HTML
+  kubectl responsibility import component-definition.json         # OSCAL component definition to models
   kubectl responsibility version                 # the plugin's release`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl responsibility"},
 		SilenceUsage:  true,
@@ -115,7 +117,8 @@ which customer duties are met, and how to fix or waive the others.
 		}
 		return fmt.Errorf("unknown output format %q: use -o json or -o yaml, or omit -o for a table", o.Output)
 	}
-	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newWaiversCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o), newVersionCommand(o))
+	root.AddCommand(newShowCommand(o), newUnmetCommand(o), newWaiversCommand(o), newModelsCommand(o), newExplainCommand(o), newLintCommand(o), newTestCommand(o),
+		newExportCommand(o), newImportCommand(o), newVersionCommand(o))
 	return root
 }
 

@@ -49,6 +49,10 @@ var schemaLimits = map[string]fieldLimit{
 	"spec.areas[].name":                          {minLength: 1, maxLength: 128},
 	"spec.areas[].provider":                      {minLength: 1, maxLength: 1024},
 	"spec.areas[].customer":                      {minLength: 1, maxLength: 1024},
+	"spec.areas[].controls":                      {maxItems: 32},
+	"spec.areas[].controls[].framework":          {minLength: 1, maxLength: 128},
+	"spec.areas[].controls[].id":                 {minLength: 1, maxLength: 64},
+	"spec.areas[].controls[].url":                {maxLength: 2048},
 	"spec.areas[].duties":                        {maxItems: 16},
 	"spec.areas[].duties[].name":                 {minLength: 1, maxLength: 57, pattern: patternDNSLabel},
 	"spec.areas[].duties[].description":          {maxLength: 1024},
@@ -141,6 +145,10 @@ func checkShape(rm *v1alpha1.ResponsibilityModel) []evaluate.FieldError {
 	for i, a := range s.Areas {
 		p := fmt.Sprintf("spec.areas[%d]", i)
 		c.strs(p, "name", a.Name, "provider", a.Provider, "customer", a.Customer)
+		c.items(p+".controls", len(a.Controls))
+		for j, ctl := range a.Controls {
+			c.strs(fmt.Sprintf("%s.controls[%d]", p, j), "framework", ctl.Framework, "id", ctl.ID, "url", ctl.URL)
+		}
 		c.items(p+".duties", len(a.Duties))
 		for j, d := range a.Duties {
 			dp := fmt.Sprintf("%s.duties[%d]", p, j)
