@@ -154,6 +154,11 @@ func run() error {
 	if err := runKubectlEnv(ctx, *assets, kubeconfigPath, []string{pluginPath}, "responsibility", "waivers", "-n", "legacy"); err != nil {
 		return err
 	}
+	if err := exportEvidence(ctx, *workDir, func(args ...string) error {
+		return runKubectlEnv(ctx, *assets, kubeconfigPath, []string{pluginPath}, append([]string{"responsibility"}, args...)...)
+	}); err != nil {
+		return err
+	}
 
 	if !*hold {
 		return nil
@@ -386,4 +391,27 @@ func grantWaiver(ctx context.Context, c client.Client, kubectl func(args ...stri
 		return err
 	}
 	return kubectl("get", "dutywaiver", "-n", "legacy", "scratch-db-backups", "-o", "jsonpath={.spec.grantedBy}{\"\\n\"}{.status.objects}{\"\\n\"}")
+}
+
+// exportEvidence writes what an auditor is handed for the legacy tenant:
+// OSCAL assessment results and the HTML report, and the matrices as an
+// OSCAL component definition, into dir.
+func exportEvidence(ctx context.Context, dir string, plugin func(args ...string) error) error {
+	step("Evidence for an auditor: kubectl responsibility export -n legacy --format oscal-ar|html, and the matrices as OSCAL")
+	for _, e := range []struct{ format, file string }{
+		{"oscal-ar", "legacy-assessment-results.json"},
+		{"html", "legacy-report.html"},
+		{"oscal-component", "component-definition.json"},
+	} {
+		path := filepath.Join(dir, e.file)
+		if err := plugin("export", "-n", "legacy", "--format", e.format, "-o", path); err != nil {
+			return err
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("export --format %s wrote no file: %w", e.format, err)
+		}
+		fmt.Printf("%s: %d bytes\n", path, info.Size())
+	}
+	return ctx.Err()
 }

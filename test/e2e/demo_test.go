@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/evidence/oscaltest"
 )
 
 // TestDemo builds the manager binary and runs the demo program against it,
@@ -60,10 +62,33 @@ func TestDemo(t *testing.T) {
 		// object it waives reported by the operator
 		"==> A platform team grants an exception", `"user":"`, `"name":"scratch-db"`,
 		"scratch-db-backups", "PLAT-1234",
+		// the evidence an auditor is handed, written by the real plugin
+		"legacy-assessment-results.json:", "legacy-report.html:", "component-definition.json:",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	// What the real plugin exported from the real cluster is what an
+	// auditor can file: OSCAL valid against NIST's schemas, and a report
+	// naming the waiver granted above.
+	for file, model := range map[string]string{
+		"legacy-assessment-results.json": oscaltest.AssessmentResults,
+		"component-definition.json":      oscaltest.ComponentDefinition,
+	} {
+		raw, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Errorf("export: %v", err)
+			continue
+		}
+		if err := oscaltest.Validate(raw, model); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+	if report, err := os.ReadFile(filepath.Join(dir, "legacy-report.html")); err != nil {
+		t.Errorf("export: %v", err)
+	} else if !bytes.Contains(report, []byte("scratch-db-backups")) || !bytes.Contains(report, []byte("scratch-db")) {
+		t.Errorf("the HTML report of legacy does not name the waiver scratch-db-backups")
 	}
 	if t.Failed() {
 		t.Logf("demo output:\n%s", got)
