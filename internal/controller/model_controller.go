@@ -335,21 +335,29 @@ func (r *ModelReconciler) compile(ctx context.Context, rm *v1alpha1.Responsibili
 // fanOut re-evaluates every object of the kinds the old and new versions of
 // a model target.
 func (r *ModelReconciler) fanOut(ctx context.Context, models ...*evaluate.Model) {
+	for _, m := range models {
+		if m != nil && r.Changed != nil {
+			r.Changed(ctx, m.Name)
+		}
+	}
+	enqueueTargets(ctx, r.Watcher, "", models...)
+}
+
+// enqueueTargets re-evaluates every object of the kinds the models (nil
+// ones skipped) target, in namespace ("" for all), each kind once.
+func enqueueTargets(ctx context.Context, w *watch.Watcher, namespace string, models ...*evaluate.Model) {
 	seen := map[schema.GroupVersionKind]bool{}
 	for _, m := range models {
 		if m == nil {
 			continue
-		}
-		if r.Changed != nil {
-			r.Changed(ctx, m.Name)
 		}
 		for _, gvk := range m.TargetKinds() {
 			if seen[gvk] {
 				continue
 			}
 			seen[gvk] = true
-			if err := r.Watcher.EnqueueKind(gvk, ""); err != nil {
-				log.FromContext(ctx).Error(err, "re-evaluate kind", "gvk", gvk.String())
+			if err := w.EnqueueKind(gvk, namespace); err != nil {
+				log.FromContext(ctx).Error(err, "re-evaluate kind", "gvk", gvk.String(), "namespace", namespace)
 			}
 		}
 	}

@@ -2,11 +2,9 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 	"github.com/responsibility-operator/responsibility-operator/internal/ledger"
 	"github.com/responsibility-operator/responsibility-operator/internal/registry"
 	"github.com/responsibility-operator/responsibility-operator/internal/watch"
@@ -80,23 +79,13 @@ func waiversOfModel(ctx context.Context, c client.Reader, src *WaiverSource, mod
 // of the cache's initial list are no change: every object is evaluated after
 // a start anyway, and lists them first.
 func waiverTargetsHandler(w *watch.Watcher, compiled *registry.Registry, src *WaiverSource) handler.TypedEventHandler[*v1alpha1.DutyWaiver, watch.Key] {
+	// A model that is not applied has none of its duties on any object.
 	enqueue := func(ctx context.Context, namespace string, models ...string) {
-		seen := map[schema.GroupVersionKind]bool{}
+		compiledModels := make([]*evaluate.Model, 0, len(models))
 		for _, name := range models {
-			m := compiled.Get(name)
-			if m == nil {
-				continue // not applied: its objects carry none of its duties
-			}
-			for _, gvk := range m.TargetKinds() {
-				if seen[gvk] {
-					continue
-				}
-				seen[gvk] = true
-				if err := w.EnqueueKind(gvk, namespace); err != nil && !errors.Is(err, context.Canceled) {
-					log.FromContext(ctx).Error(err, "re-evaluate the objects of a DutyWaiver", "namespace", namespace, "gvk", gvk.String())
-				}
-			}
+			compiledModels = append(compiledModels, compiled.Get(name))
 		}
+		enqueueTargets(ctx, w, namespace, compiledModels...)
 	}
 	return handler.TypedFuncs[*v1alpha1.DutyWaiver, watch.Key]{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*v1alpha1.DutyWaiver], _ workqueue.TypedRateLimitingInterface[watch.Key]) {

@@ -24,32 +24,7 @@ import (
 func runEvidence(t *testing.T, c Cluster, stdin string, now time.Time, args ...string) (shown string, stdout []byte) {
 	t.Helper()
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "no-kubeconfig"))
-	var out, errOut bytes.Buffer
-	o := &Options{
-		Streams:     genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut},
-		ConfigFlags: genericclioptions.NewConfigFlags(false),
-		Now:         func() time.Time { return now },
-		Width:       func() int { return 0 },
-	}
-	o.NewCluster = func(flags *genericclioptions.ConfigFlags) (Cluster, error) {
-		if f, ok := c.(*fakeCluster); ok {
-			f.flags = flags
-		}
-		return c, nil
-	}
-	cmd := newRootCommand(o)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	var b strings.Builder
-	b.WriteString("$ kubectl responsibility " + strings.Join(args, " ") + "\n")
-	b.WriteString(out.String())
-	if errOut.Len() > 0 {
-		b.WriteString("--- stderr\n" + errOut.String())
-	}
-	if err != nil {
-		b.WriteString("--- error\n" + err.Error() + "\n")
-	}
-	return b.String(), out.Bytes()
+	return runWith(t, c, runOptions{stdin: stdin, now: now}, args...)
 }
 
 // checkGolden compares got with testdata/name.golden, or writes it with

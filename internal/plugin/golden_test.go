@@ -31,13 +31,31 @@ func runCommand(t *testing.T, c Cluster, color bool, args ...string) string {
 // terminal, no wrapping).
 func runCommandWidth(t *testing.T, c Cluster, color bool, width int, args ...string) string {
 	t.Helper()
+	shown, _ := runWith(t, c, runOptions{color: color, width: width, now: goldenNow}, args...)
+	return shown
+}
+
+// runOptions are how runWith runs the plugin.
+type runOptions struct {
+	color bool
+	// width is the terminal's (0: not a terminal).
+	width int
+	stdin string
+	now   time.Time
+}
+
+// runWith runs the plugin with args against a cluster and returns what a
+// user sees (the command line, standard output, standard error and the
+// error the command returned) and standard output alone.
+func runWith(t *testing.T, c Cluster, ro runOptions, args ...string) (shown string, stdout []byte) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	o := &Options{
-		Streams:     genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
+		Streams:     genericiooptions.IOStreams{In: strings.NewReader(ro.stdin), Out: &out, ErrOut: &errOut},
 		ConfigFlags: genericclioptions.NewConfigFlags(false),
-		Color:       color,
-		Now:         func() time.Time { return goldenNow },
-		Width:       func() int { return width },
+		Color:       ro.color,
+		Now:         func() time.Time { return ro.now },
+		Width:       func() int { return ro.width },
 	}
 	o.NewCluster = func(flags *genericclioptions.ConfigFlags) (Cluster, error) {
 		if f, ok := c.(*fakeCluster); ok {
@@ -57,7 +75,7 @@ func runCommandWidth(t *testing.T, c Cluster, color bool, width int, args ...str
 	if err != nil {
 		b.WriteString("--- error\n" + err.Error() + "\n")
 	}
-	return b.String()
+	return b.String(), out.Bytes()
 }
 
 func TestGolden(t *testing.T) {
