@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +41,9 @@ type EventEmitter struct {
 	// Writer creates the events of duty transitions, synchronously (see
 	// Transitions).
 	Writer client.Writer
+	// Reader reads the events of namespace findings back from the API
+	// server (see namespaceFinding): they are not cached.
+	Reader client.Reader
 	// Metrics, when set, count the events by reason and type.
 	Metrics *metrics.Metrics
 	// instance is the reporting instance of the transition events: what
@@ -48,10 +52,12 @@ type EventEmitter struct {
 }
 
 // NewEventEmitter returns an emitter whose problem events go through
-// recorder and whose duty events are created through writer.
-func NewEventEmitter(recorder events.EventRecorder, writer client.Writer, m *metrics.Metrics) *EventEmitter {
+// recorder and whose duty events are created through writer and, for the
+// namespace's findings, read back through reader (the API server, not a
+// cache).
+func NewEventEmitter(recorder events.EventRecorder, reader client.Reader, writer client.Writer, m *metrics.Metrics) *EventEmitter {
 	hostname, _ := os.Hostname()
-	return &EventEmitter{Recorder: recorder, Writer: writer, Metrics: m, instance: v1alpha1.FieldManager + "-" + hostname}
+	return &EventEmitter{Recorder: recorder, Reader: reader, Writer: writer, Metrics: m, instance: v1alpha1.FieldManager + "-" + hostname}
 }
 
 func (e *EventEmitter) emit(obj runtime.Object, related runtime.Object, eventType, reason, action, note string, args ...any) {
@@ -91,7 +97,11 @@ func dutyRef(model string, d *evaluate.Duty) *corev1.ObjectReference {
 // write) finds them stored (AlreadyExists) and sends none twice. Sent
 // before the write, no event is lost on a crash either: once the write has
 // happened, the object carries the new states and the transition is over.
-func (e *EventEmitter) Transitions(ctx context.Context, obj *unstructured.Unstructured, transitions []evaluate.Transition, ignored []evaluate.IgnoredWaiver) error {
+//
+// A namespace-wide duty's transition is the namespace's, not the object's:
+// it is reported once for the namespace (see namespaceFinding), whose UID
+// nsUID is.
+func (e *EventEmitter) Transitions(ctx context.Context, obj *unstructured.Unstructured, nsUID types.UID, transitions []evaluate.Transition, ignored []evaluate.IgnoredWaiver) error {
 	if len(transitions)+len(ignored) == 0 {
 		return nil
 	}
@@ -101,13 +111,18 @@ func (e *EventEmitter) Transitions(ctx context.Context, obj *unstructured.Unstru
 		UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
 	}
 	evs := make([]*eventsv1.Event, 0, len(transitions)+len(ignored))
+	var findings []evaluate.Transition
 	for _, t := range transitions {
+		if t.NamespaceWide {
+			findings = append(findings, t)
+			continue
+		}
 		evs = append(evs, e.event(regarding, now, dutyEvent(t), t.Model, t.Duty.Name, string(t.State)))
 	}
 	for _, w := range ignored {
 		evs = append(evs, e.event(regarding, now, waiverEvent(w), "", w.Duty, "ignored"))
 	}
-	errs := make([]error, len(evs))
+	errs := make([]error, len(evs)+len(findings))
 	var wg sync.WaitGroup
 	for i, ev := range evs {
 		wg.Go(func() {
@@ -123,8 +138,117 @@ func (e *EventEmitter) Transitions(ctx context.Context, obj *unstructured.Unstru
 			}
 		})
 	}
+	for i, t := range findings {
+		wg.Go(func() { errs[len(evs)+i] = e.namespaceFinding(ctx, obj.GetNamespace(), nsUID, now, t) })
+	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// findingAttempts bounds namespaceFinding's retries on a conflict with
+// another worker recording the same finding.
+const findingAttempts = 5
+
+// namespaceFinding records a namespace-wide duty's transition, seen on one
+// of the namespace's objects, as the namespace's finding: one event that
+// regards the Namespace, stored in it (kubectl events -n NS lists it), for
+// every object of the model there. Every object of the model in the
+// namespace makes the same transition at about the same time (the duty's
+// verdict depends on the namespace alone), and each of them calls this.
+//
+// The events are their own record of what was reported. Each (namespace,
+// model, duty, state) has one event of a fixed name: the finding is
+// reported in the current episode when the event of its state was observed
+// last no earlier than the event of the other state (an Unmet finding
+// reported after the last Met one). Otherwise this is a new episode: the
+// event is created, or, when an earlier episode left it, its series counts
+// one more occurrence (kubectl shows "x3 over 2h"; its note stays the first
+// one's, as the API keeps an event's note). A conflict with another worker
+// is read again. Being stored, the record holds across restarts and
+// replicas; an event that expired (the API server's --event-ttl, 1h by
+// default) reads as never reported.
+func (e *EventEmitter) namespaceFinding(ctx context.Context, namespace string, nsUID types.UID, now metav1.MicroTime, t evaluate.Transition) error {
+	spec := findingEvent(namespace, t)
+	regarding := corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace, Namespace: namespace, UID: nsUID}
+	other := v1alpha1.DutyUnmet
+	if t.State == v1alpha1.DutyUnmet {
+		other = v1alpha1.DutyMet
+	}
+	name := findingEventName(namespace, t.Model, t.Duty.Name, t.State)
+	otherName := findingEventName(namespace, t.Model, t.Duty.Name, other)
+	for range findingAttempts {
+		cur, err := e.getEvent(ctx, namespace, name)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			ev := e.event(regarding, now, spec, t.Model, t.Duty.Name, string(t.State))
+			ev.Name = name
+			switch err := e.Writer.Create(ctx, ev); {
+			case err == nil:
+				e.count(ev.Reason, ev.Type)
+				return nil
+			case apierrors.IsAlreadyExists(err):
+				continue // another worker reported it: read it
+			default:
+				return fmt.Errorf("create event %s %s: %w", ev.Reason, name, err)
+			}
+		}
+		prev, err := e.getEvent(ctx, namespace, otherName)
+		if err != nil {
+			return err
+		}
+		if prev == nil || !lastObserved(cur).Before(lastObserved(prev)) {
+			return nil // reported in this episode
+		}
+		next := cur.DeepCopy()
+		if next.Series == nil {
+			next.Series = &eventsv1.EventSeries{Count: 1}
+		}
+		next.Series.Count++
+		next.Series.LastObservedTime = now
+		switch err := e.Writer.Patch(ctx, next, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{})); {
+		case err == nil:
+			e.count(cur.Reason, cur.Type)
+			return nil
+		case apierrors.IsConflict(err):
+			continue
+		default:
+			return fmt.Errorf("count event %s %s again: %w", cur.Reason, name, err)
+		}
+	}
+	return fmt.Errorf("record the finding %s/%s of namespace %s: the event %s kept changing while it was updated", t.Model, t.Duty.Name, namespace, name)
+}
+
+// getEvent reads an event from the API server; nil when there is none.
+func (e *EventEmitter) getEvent(ctx context.Context, namespace, name string) (*eventsv1.Event, error) {
+	ev := &eventsv1.Event{}
+	if err := e.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ev); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("get event %s/%s: %w", namespace, name, err)
+	}
+	return ev, nil
+}
+
+// lastObserved is when an event last occurred.
+func lastObserved(ev *eventsv1.Event) time.Time {
+	if ev.Series != nil {
+		return ev.Series.LastObservedTime.Time
+	}
+	return ev.EventTime.Time
+}
+
+// findingEventName is the fixed name of the event of one state of one
+// namespace-wide duty in one namespace.
+func findingEventName(namespace, model, duty string, state v1alpha1.DutyState) string {
+	h := fnv.New64a()
+	for _, part := range []string{"namespace-finding", model, duty, string(state)} {
+		_, _ = h.Write([]byte(part))
+		_, _ = h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%s.%016x", namespace, h.Sum64())
 }
 
 // eventSpec is the content of one transition event.
@@ -158,6 +282,20 @@ func waiveAdvice(t evaluate.Transition) string {
 		return fmt.Sprintf("Fix it: model %s accepts no waiver.", t.Model)
 	}
 	return fmt.Sprintf("Fix it, or waive it with the annotation %s%s: \"<reason>\".", v1alpha1.AnnotationWaivePrefix, t.Duty.Name)
+}
+
+// findingEvent is dutyEvent for the namespace: the same reason, type and
+// related duty, said of the namespace's objects.
+func findingEvent(namespace string, t evaluate.Transition) eventSpec {
+	spec := dutyEvent(t)
+	d := t.Duty
+	if t.State == v1alpha1.DutyMet {
+		spec.note = fmt.Sprintf("Customer duty %s (%s, area %q) is met again in namespace %s, for every object of the model here.", d.Name, t.Model, d.Area, namespace)
+		return spec
+	}
+	spec.note = fmt.Sprintf("Customer duty %s (%s, area %q) is unmet in namespace %s, for every object of the model here: %s. %s",
+		d.Name, t.Model, d.Area, namespace, trimPeriod(t.Message), waiveAdvice(t))
+	return spec
 }
 
 func waiverEvent(w evaluate.IgnoredWaiver) eventSpec {

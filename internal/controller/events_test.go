@@ -18,13 +18,13 @@ func TestTransitionEventsAreIdempotent(t *testing.T) {
 	ns := newNamespace(t, nil)
 	obj := createObject(t, dragonfly, "Dragonfly", ns, "cache", nil, map[string]any{"replicas": int64(1)})
 	t.Cleanup(func() { deleteObjects(obj) })
-	e := NewEventEmitter(nil, k8s, nil)
+	e := NewEventEmitter(nil, k8s, k8s, nil)
 	duty := &evaluate.Duty{Name: "snapshots-scheduled", Area: "Backups"}
 	unmet := []evaluate.Transition{{DutyResult: evaluate.DutyResult{Model: "cache", Duty: duty, State: v1alpha1.DutyUnmet, Message: "Set spec.snapshot.cron"}}}
 	ignored := []evaluate.IgnoredWaiver{{Duty: "typo", Reason: "no matching model has a duty of that name"}}
 	ctx := context.Background()
 	for range 3 {
-		if err := e.Transitions(ctx, obj, unmet, ignored); err != nil {
+		if err := e.Transitions(ctx, obj, "", unmet, ignored); err != nil {
 			t.Fatalf("send the events of the same version: %v", err)
 		}
 	}
@@ -39,7 +39,7 @@ func TestTransitionEventsAreIdempotent(t *testing.T) {
 	if err := k8s.Update(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Transitions(ctx, next, unmet, nil); err != nil {
+	if err := e.Transitions(ctx, next, "", unmet, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventCount(eventsFor(t, obj, v1alpha1.EventCustomerDutyUnmet)); got != 2 {

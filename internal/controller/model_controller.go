@@ -44,7 +44,7 @@ const (
 // +kubebuilder:rbac:groups=responsibility.io,resources=responsibilitymodels/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=responsibility.io,resources=responsibilitymodels/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=get;create;patch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=selfsubjectaccessreviews,verbs=create
 

@@ -79,7 +79,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 	compiled := registry.NewRegistry()
 	written := ledger.NewWritten()
 	watcher := watch.NewWatcher(mgr.GetCache(), compiled, written, opts.Projections)
-	events := NewEventEmitter(mgr.GetEventRecorder(v1alpha1.FieldManager), mgr.GetClient(), m)
+	events := NewEventEmitter(mgr.GetEventRecorder(v1alpha1.FieldManager), mgr.GetAPIReader(), mgr.GetClient(), m)
 
 	disco, err := discovery.NewDiscoveryClientForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {

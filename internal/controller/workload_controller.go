@@ -87,13 +87,14 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 	}
 
 	var nsObj map[string]any
+	var nsUID types.UID
 	if key.Namespace != "" {
 		ns := &unstructured.Unstructured{}
 		ns.SetGroupVersionKind(watch.NamespaceGVK)
 		if err := r.Reader.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns, client.UnsafeDisableDeepCopy); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("get namespace of %s: %w", key, err)
 		}
-		nsObj = ns.Object
+		nsObj, nsUID = ns.Object, ns.GetUID()
 	}
 
 	// Each getter copies the whole map out of the object: once each.
@@ -142,7 +143,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 		// annotation need not be parsed.
 		transitions := evaluate.Transitions(evaluate.ParseDuties(annotations[v1alpha1.AnnotationDuties]), res)
 		ignored := evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res)
-		if err := r.Events.Transitions(ctx, obj, transitions, ignored); err != nil {
+		if err := r.Events.Transitions(ctx, obj, nsUID, transitions, ignored); err != nil {
 			return reconcile.Result{}, fmt.Errorf("record the duty events of %s: %w", key, err)
 		}
 		r.Written.Expect(key, digest)

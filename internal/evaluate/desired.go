@@ -48,6 +48,9 @@ type DutyResult struct {
 	// Waiver names the DutyWaiver that turned the duty Waived; empty
 	// otherwise (a waiver annotation, or no waiver).
 	Waiver string
+	// NamespaceWide is whether the finding is the namespace's rather than
+	// the object's: the duty is NamespaceWide and the object namespaced.
+	NamespaceWide bool
 }
 
 // Result is what the operator wants on an object.
@@ -126,6 +129,7 @@ func Evaluate(matched []*Model, in Input) Result {
 		res.Duties = make([]DutyResult, 0, duties)
 	}
 	name, _, _ := unstructured.NestedString(in.Object, "metadata", "name")
+	namespace, _, _ := unstructured.NestedString(in.Object, "metadata", "namespace")
 	var objLabels labels.Set
 	if len(in.Waivers) > 0 {
 		objLabels = stringMap(in.Object, "metadata", "labels")
@@ -142,6 +146,7 @@ func Evaluate(matched []*Model, in Input) Result {
 		for _, d := range m.Duties {
 			act.related, act.relatedItems = relatedFor(d, in.Related, m.joins, name)
 			dr := evaluateDuty(m, d, act)
+			dr.NamespaceWide = namespace != "" && d.NamespaceWide()
 			raw, waived := waivers[d.Name]
 			if waived {
 				usedWaivers[d.Name] = true
@@ -323,7 +328,15 @@ type DutyAnnotation struct {
 	// Waiver names the DutyWaiver (of the object's namespace) that waives
 	// the duty; absent otherwise.
 	Waiver string `json:"waiver,omitempty"`
+	// Scope is "Namespace" for a namespace-wide duty (DutyResult.
+	// NamespaceWide): every object of the model in the namespace has the
+	// same state, and the operator reports it once for the namespace.
+	// Absent for a duty of the object.
+	Scope string `json:"scope,omitempty"`
 }
+
+// ScopeNamespace is DutyAnnotation.Scope of a namespace-wide duty.
+const ScopeNamespace = "Namespace"
 
 // encodeDuties writes the duties annotation: a JSON object of models, each an
 // object of duties, keys sorted, as encodeJSON would write the nested maps.
@@ -360,6 +373,9 @@ func encodeDuties(duties []DutyResult) string {
 		if d.Waiver != "" {
 			b.WriteString(`,"waiver":`)
 			writeJSONString(&b, d.Waiver)
+		}
+		if d.NamespaceWide {
+			b.WriteString(`,"scope":"` + ScopeNamespace + `"`)
 		}
 		b.WriteByte('}')
 	}

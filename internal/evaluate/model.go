@@ -79,6 +79,41 @@ type Duty struct {
 	// admission is the duty for a ValidatingAdmissionPolicy; nil for
 	// admission None.
 	admission *AdmissionDuty
+	// namespaceWide is NamespaceWide, derived once at compilation.
+	namespaceWide bool
+}
+
+// NamespaceWide reports whether the duty's verdict and message depend on the
+// target's namespace alone: neither its rule nor its message expression reads
+// anything of `object` but object.metadata.namespace (they may read
+// namespaceObject, related lists, parameters and `now`). Related lists are
+// read from the target's namespace or from a fixed one, so every target of
+// the model in one namespace gets the same state and message: the operator
+// reports such a duty once per namespace (see docs/reference.md, "What is
+// reported where"). A rule that reads the object's name, labels or spec (a
+// join on the workload's name, a Velero label selector) is per object.
+func (d *Duty) NamespaceWide() bool { return d.namespaceWide }
+
+// readsNamespaceOnly reports whether f, what an expression reads of object,
+// is at most object.metadata.namespace.
+func readsNamespaceOnly(f *Fields) bool {
+	if f == nil {
+		return true
+	}
+	if f.All || f.Each != nil {
+		return false
+	}
+	for name, c := range f.Named {
+		if name != fieldMetadata || c.All || c.Each != nil {
+			return false
+		}
+		for field, leaf := range c.Named {
+			if field != "namespace" || leaf.Each != nil || len(leaf.Named) > 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ReadsNow reports whether the duty's rule or message reads `now`.
@@ -332,6 +367,7 @@ func compileDuty(path, area string, d v1alpha1.Duty, paramNames []string) (*Duty
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	duty.namespaceWide = readsNamespaceOnly(duty.rule.object) && (duty.messageExpr == nil || readsNamespaceOnly(duty.messageExpr.object))
 	return duty, nil
 }
 
