@@ -28,6 +28,9 @@ type DutyRow struct {
 	// Waiver names the DutyWaiver (of the object's namespace) that waives
 	// the duty, when one does; its message says until when and why.
 	Waiver string `json:"waiver,omitempty"`
+	// Scope is "Namespace" for a namespace-wide duty: every object of the
+	// model in the namespace shares its state.
+	Scope string `json:"scope,omitempty"`
 	// Waive says how to waive an unmet duty (the annotation to add, or that
 	// the model accepts DutyWaivers only), or why it cannot be waived.
 	Waive string `json:"waive,omitempty"`
@@ -85,7 +88,7 @@ func parseMatrix(value string) ([]MatrixRow, error) {
 // reports a malformed value instead of reading it as empty.
 func parseDuties(value string) ([]DutyRow, error) {
 	return parseByModel(v1alpha1.AnnotationDuties, value, func(model, duty string, d evaluate.DutyAnnotation) DutyRow {
-		return DutyRow{Model: model, Duty: duty, State: d.State, Message: d.Message, Waiver: d.Waiver}
+		return DutyRow{Model: model, Duty: duty, State: d.State, Message: d.Message, Waiver: d.Waiver, Scope: d.Scope}
 	})
 }
 

@@ -10,15 +10,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
-// UnmetRow is one unmet or unknown duty of one object.
+// UnmetRow is one unmet or unknown duty of one object, or of a namespace:
+// a namespace-wide duty (scope Namespace) is one row that regards the
+// Namespace and lists the objects of the model there.
 type UnmetRow struct {
 	ObjectRef
 	Model   string             `json:"model"`
 	Duty    string             `json:"duty"`
 	State   v1alpha1.DutyState `json:"state"`
 	Message string             `json:"message,omitempty"`
+	// Scope is "Namespace" for a namespace-wide duty; absent for an
+	// object's.
+	Scope string `json:"scope,omitempty"`
+	// Objects are the objects (kind/name) that share a namespace-wide
+	// finding.
+	Objects []string `json:"objects,omitempty"`
 }
 
 // UnmetSummaryRow is one duty unmet or unknown on some objects of one
@@ -87,7 +96,11 @@ func (o *Options) unmet(ctx context.Context, all, summary bool) error {
 	t.stateColumn = 5
 	t.wrap, t.width = []int{6}, o.width()
 	for _, r := range rows {
-		t.add(r.Namespace, kindName(r.GVK()), r.Name, r.Model, r.Duty, string(r.State), r.Message)
+		msg := r.Message
+		if len(r.Objects) > 0 {
+			msg = fmt.Sprintf("%s (namespace-wide: %s, %s)", msg, plural(len(r.Objects), "object"), summarize(r.Objects, 3))
+		}
+		t.add(r.Namespace, kindName(r.GVK()), r.Name, r.Model, r.Duty, string(r.State), msg)
 	}
 	return t.print(o.Streams.Out, o.Color)
 }
@@ -103,10 +116,13 @@ func summarizeUnmet(rows []UnmetRow) []UnmetSummaryRow {
 		if !ok {
 			i = len(out)
 			index[key] = i
-			out = append(out, UnmetSummaryRow{Namespace: r.Namespace, Model: r.Model, Duty: r.Duty, State: r.State,
-				Example: resourceArg(r.GVK(), r.Name)})
+			example := resourceArg(r.GVK(), r.Name)
+			if len(r.Objects) > 0 {
+				example = r.Objects[0]
+			}
+			out = append(out, UnmetSummaryRow{Namespace: r.Namespace, Model: r.Model, Duty: r.Duty, State: r.State, Example: example})
 		}
-		out[i].Objects++
+		out[i].Objects += max(1, len(r.Objects))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -180,7 +196,7 @@ func unmetRows(objects []Flagged) []UnmetRow {
 			}
 			found = true
 			r := base
-			r.Model, r.Duty, r.State, r.Message = d.Model, d.Duty, d.State, d.Message
+			r.Model, r.Duty, r.State, r.Message, r.Scope = d.Model, d.Duty, d.State, d.Message, d.Scope
 			rows = append(rows, r)
 		}
 		if !found {
@@ -191,9 +207,10 @@ func unmetRows(objects []Flagged) []UnmetRow {
 			rows = append(rows, r)
 		}
 	}
+	rows = foldNamespaceFindings(rows)
 	sort.SliceStable(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
-		for _, pair := range [][2]string{{a.Namespace, b.Namespace}, {a.Kind, b.Kind}, {a.APIVersion, b.APIVersion}, {a.Name, b.Name}, {a.Model, b.Model}, {a.Duty, b.Duty}} {
+		for _, pair := range [][2]string{{a.Namespace, b.Namespace}, {a.Kind, b.Kind}, {a.APIVersion, b.APIVersion}, {a.Name, b.Name}, {a.Model, b.Model}, {a.Duty, b.Duty}, {a.Message, b.Message}} {
 			if pair[0] != pair[1] {
 				return pair[0] < pair[1]
 			}
@@ -201,4 +218,31 @@ func unmetRows(objects []Flagged) []UnmetRow {
 		return false
 	})
 	return rows
+}
+
+// foldNamespaceFindings turns the rows of a namespace-wide duty into one row
+// of the namespace per model, duty, state and message, regarding the
+// Namespace and listing the objects (kind/name, sorted) that share it.
+func foldNamespaceFindings(rows []UnmetRow) []UnmetRow {
+	out := rows[:0:0]
+	index := map[[5]string]int{}
+	for _, r := range rows {
+		if r.Scope != evaluate.ScopeNamespace || r.Namespace == "" {
+			out = append(out, r)
+			continue
+		}
+		key := [5]string{r.Namespace, r.Model, r.Duty, string(r.State), r.Message}
+		i, ok := index[key]
+		if !ok {
+			i = len(out)
+			index[key] = i
+			out = append(out, UnmetRow{ObjectRef: ObjectRef{APIVersion: "v1", Kind: "Namespace", Namespace: r.Namespace, Name: r.Namespace},
+				Model: r.Model, Duty: r.Duty, State: r.State, Message: r.Message, Scope: r.Scope})
+		}
+		out[i].Objects = append(out[i].Objects, resourceArg(r.GVK(), r.Name))
+	}
+	for i := range out {
+		sort.Strings(out[i].Objects)
+	}
+	return out
 }

@@ -77,51 +77,45 @@ func severityOf(s v1alpha1.Severity) string {
 
 // Build returns the contents of a namespace's reports of kind gvk: every
 // object × duty as one result, sorted, in chunks of at most maxResults.
+// A namespace-wide duty (its annotation's scope is Namespace) is one finding
+// of the namespace: the objects with the same state and message share one
+// result that lists them all as its resources. A chunk holds at most
+// maxResults resources, so its size stays bounded however results group.
 // models gives each duty its area (category) and severity; a duty of a model
 // that is gone is reported without them. A namespace without results has no
 // report.
 func Build(gvk schema.GroupVersionKind, namespace string, objects []Object, models map[string]*evaluate.Model, maxResults int) []*unstructured.Unstructured {
-	type row struct {
-		obj         Object
-		model, duty string
-		state       evaluate.DutyAnnotation
-	}
-	var rows []row
-	for _, o := range objects {
-		for model, duties := range o.Duties {
-			for duty, st := range duties {
-				rows = append(rows, row{o, model, duty, st})
-			}
-		}
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		for _, p := range [][2]string{{a.obj.Kind, b.obj.Kind}, {a.obj.Name, b.obj.Name}, {a.obj.APIVersion, b.obj.APIVersion}, {a.model, b.model}, {a.duty, b.duty}} {
-			if p[0] != p[1] {
-				return p[0] < p[1]
-			}
-		}
-		return false
-	})
 	if maxResults <= 0 {
 		maxResults = MaxResults
 	}
+	rows := groupRows(objects, maxResults)
 	var out []*unstructured.Unstructured
-	for start := 0; start < len(rows); start += maxResults {
-		end := min(start+maxResults, len(rows))
+	for start := 0; start < len(rows); {
+		end, weight := start, 0
+		for end < len(rows) && (end == start || weight+len(rows[end].objs) <= maxResults) {
+			weight += len(rows[end].objs)
+			end++
+		}
 		results := make([]any, 0, end-start)
 		summary := map[string]int64{resultPass: 0, resultFail: 0, "warn": 0, resultError: 0, resultSkip: 0}
 		for _, r := range rows[start:end] {
+			resources := make([]any, 0, len(r.objs))
+			for _, o := range r.objs {
+				resources = append(resources, map[string]any{
+					"apiVersion": o.APIVersion, "kind": o.Kind,
+					"namespace": o.Namespace, "name": o.Name, "uid": o.UID,
+				})
+			}
 			res := map[string]any{
-				"source": Source,
-				"policy": r.model,
-				"rule":   r.duty,
-				"result": resultOf(r.state.State),
-				"scored": true,
-				"resources": []any{map[string]any{
-					"apiVersion": r.obj.APIVersion, "kind": r.obj.Kind,
-					"namespace": r.obj.Namespace, "name": r.obj.Name, "uid": r.obj.UID,
-				}},
+				"source":    Source,
+				"policy":    r.model,
+				"rule":      r.duty,
+				"result":    resultOf(r.state.State),
+				"scored":    true,
+				"resources": resources,
+			}
+			if r.state.Scope == evaluate.ScopeNamespace {
+				res["properties"] = map[string]any{"scope": evaluate.ScopeNamespace, "objects": fmt.Sprint(len(r.objs))}
 			}
 			if r.state.Message != "" {
 				res["message"] = r.state.Message
@@ -145,8 +139,62 @@ func Build(gvk schema.GroupVersionKind, namespace string, objects []Object, mode
 		u.SetName(ChunkName(len(out)))
 		u.SetLabels(map[string]string{LabelManagedBy: Source})
 		out = append(out, u)
+		start = end
 	}
 	return out
+}
+
+// row is one result: a duty's state on one object, or on the objects that
+// share a namespace-wide finding (at most maxResults of them).
+type row struct {
+	objs        []Object
+	model, duty string
+	state       evaluate.DutyAnnotation
+}
+
+// groupRows is every object × duty, the namespace-wide ones grouped by
+// model, duty, state, message and waiver, sorted by the first object's kind
+// and name, then model and duty.
+func groupRows(objects []Object, maxResults int) []row {
+	var rows []row
+	groups := map[[5]string]int{}
+	sorted := append([]Object(nil), objects...)
+	sort.Slice(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		for _, p := range [][2]string{{a.Kind, b.Kind}, {a.Name, b.Name}, {a.APIVersion, b.APIVersion}} {
+			if p[0] != p[1] {
+				return p[0] < p[1]
+			}
+		}
+		return false
+	})
+	for _, o := range sorted {
+		for model, duties := range o.Duties {
+			for duty, st := range duties {
+				if st.Scope != evaluate.ScopeNamespace {
+					rows = append(rows, row{[]Object{o}, model, duty, st})
+					continue
+				}
+				key := [5]string{model, duty, string(st.State), st.Message, st.Waiver}
+				if i, ok := groups[key]; ok && len(rows[i].objs) < maxResults {
+					rows[i].objs = append(rows[i].objs, o)
+					continue
+				}
+				groups[key] = len(rows)
+				rows = append(rows, row{[]Object{o}, model, duty, st})
+			}
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		for _, p := range [][2]string{{a.objs[0].Kind, b.objs[0].Kind}, {a.objs[0].Name, b.objs[0].Name}, {a.objs[0].APIVersion, b.objs[0].APIVersion}, {a.model, b.model}, {a.duty, b.duty}} {
+			if p[0] != p[1] {
+				return p[0] < p[1]
+			}
+		}
+		return false
+	})
+	return rows
 }
 
 // ChunkName is the name of a namespace's i-th report (from 0).

@@ -1,8 +1,12 @@
 package report
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
@@ -121,5 +125,59 @@ func TestResultFields(t *testing.T) {
 	}
 	if got := Build(OpenReports, "team-a", nil, nil, 0); len(got) != 0 {
 		t.Errorf("%d reports for a namespace without results", len(got))
+	}
+}
+
+// A namespace-wide duty is one result of the namespace, listing the objects
+// that share its state and message; another state (a waiver on one object)
+// is a result of its own. A chunk counts resources, so a group never makes a
+// report larger than maxResults object results would.
+func TestBuildNamespaceFindings(t *testing.T) {
+	models := map[string]*evaluate.Model{"db": model(t)}
+	nsWide := func(o Object, s v1alpha1.DutyState) Object {
+		o.Duties["db"]["backup"] = evaluate.DutyAnnotation{State: s, Message: "no backup in team-a", Scope: evaluate.ScopeNamespace}
+		return o
+	}
+	var objects []Object
+	for _, name := range []string{"e", "d", "c", "b"} {
+		objects = append(objects, nsWide(obj(name, map[string]v1alpha1.DutyState{"tls": v1alpha1.DutyMet}), v1alpha1.DutyUnmet))
+	}
+	objects = append(objects, nsWide(obj("a", map[string]v1alpha1.DutyState{"tls": v1alpha1.DutyMet}), v1alpha1.DutyWaived))
+
+	describe := func(reports []*unstructured.Unstructured) (out []string) {
+		for _, r := range reports {
+			var results []string
+			for _, res := range r.Object["results"].([]any) {
+				m := res.(map[string]any)
+				var names []string
+				for _, ref := range m["resources"].([]any) {
+					names = append(names, ref.(map[string]any)["name"].(string))
+				}
+				p := ""
+				if props, ok := m["properties"].(map[string]any); ok {
+					p = fmt.Sprintf(" %v/%v", props["scope"], props["objects"])
+				}
+				results = append(results, fmt.Sprintf("%s %s [%s]%s", m["rule"], m["result"], strings.Join(names, " "), p))
+			}
+			out = append(out, strings.Join(results, "; "))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		max  int
+		want []string
+	}{
+		{100, []string{"backup skip [a] Namespace/1; tls pass [a]; backup fail [b c d e] Namespace/4; tls pass [b]; tls pass [c]; tls pass [d]; tls pass [e]"}},
+		{3, []string{
+			"backup skip [a] Namespace/1; tls pass [a]",
+			"backup fail [b c d] Namespace/3",
+			"tls pass [b]; tls pass [c]; tls pass [d]",
+			"backup fail [e] Namespace/1; tls pass [e]",
+		}},
+	} {
+		got := describe(Build(OpenReports, "team-a", objects, models, tt.max))
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("max %d:\n got %q\nwant %q", tt.max, got, tt.want)
+		}
 	}
 }
