@@ -25,12 +25,20 @@ const (
 	// names of waiver annotations that had no effect: the duty does not exist
 	// in any matching model, or its model forbids waivers. Absent when none.
 	AnnotationIgnoredWaivers = Prefix + "ignored-waivers"
+	// AnnotationEventsHeldUntil is present on an object created less than
+	// the operator's --event-grace-period ago that has an unmet duty: its
+	// states are written, but its duty events wait until this instant
+	// (RFC 3339), so that a duty met by a related object applied a moment
+	// later never raises a Warning. At that instant the operator reports
+	// the duties still unmet and removes the annotation.
+	AnnotationEventsHeldUntil = Prefix + "events-held-until"
 )
 
 // OwnedAnnotations are the annotations the operator writes, in a stable order.
 var OwnedAnnotations = []string{
 	AnnotationModels, AnnotationProvider, AnnotationService,
 	AnnotationMatrix, AnnotationDuties, AnnotationUnmet, AnnotationIgnoredWaivers,
+	AnnotationEventsHeldUntil,
 }
 
 // LabelStatus is the label the operator writes on every matched object:

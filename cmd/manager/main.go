@@ -42,6 +42,7 @@ func run() error {
 		leaderElectNamespace             string
 		leaseDuration, renewDeadline     time.Duration
 		retryPeriod                      time.Duration
+		eventGrace                       time.Duration
 		leaderElect, secureMetrics       bool
 		enableWebhook                    bool
 		webhookPort                      int
@@ -63,6 +64,8 @@ func run() error {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
 	flag.StringVar(&excluded, "exclude-namespaces", "kube-system", "Comma-separated namespaces whose objects are never written.")
 	flag.IntVar(&concurrency, "workload-concurrency", 16, "Objects evaluated and written at once.")
+	flag.DurationVar(&eventGrace, "event-grace-period", controller.DefaultEventGracePeriod,
+		"How long the duty events of a newly created object wait, so that the related objects applied with it (kubectl apply -f dir/) can meet its duties first; its annotations are written at once. 0 sends them at once.")
 	flag.Float64Var(&qps, "kube-api-qps", 1000, "Client-side limit of API requests per second; API Priority and Fairness on the server is the real limit (measured: make bench).")
 	flag.IntVar(&burst, "kube-api-burst", 2000, "Client-side burst of API requests.")
 	flag.StringVar(&policyReports, "policy-reports", controller.ReportsAuto,
@@ -152,6 +155,7 @@ func run() error {
 		WorkloadConcurrency: concurrency,
 		PolicyReports:       policyReports,
 		Projections:         projections,
+		EventGracePeriod:    eventGrace,
 	}); err != nil {
 		return err
 	}

@@ -23,10 +23,10 @@ import (
 
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/internal/controller"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 	"github.com/responsibility-operator/responsibility-operator/internal/samples"
 )
@@ -77,8 +77,8 @@ func run() error {
 		}
 	}()
 	kubeconfigPath := cluster.Kubeconfig
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := controller.NewScheme()
+	if err != nil {
 		return err
 	}
 	c, err := client.New(cluster.Config, client.Options{Scheme: scheme})
@@ -117,8 +117,7 @@ func run() error {
 		return err
 	}
 	workloads := set.Workloads()
-	step(fmt.Sprintf("Waiting for the operator to annotate the %d sample workloads", len(workloads)))
-	if err := waitAnnotated(ctx, c, workloads, *timeout); err != nil {
+	if err := settle(ctx, c, workloads, *timeout); err != nil {
 		return err
 	}
 
@@ -414,4 +413,57 @@ func exportEvidence(ctx context.Context, dir string, plugin func(args ...string)
 		fmt.Printf("%s: %d bytes\n", path, info.Size())
 	}
 	return ctx.Err()
+}
+
+// settle waits until the operator has annotated every sample workload as
+// its sample file promises and each tenant has seen its findings.
+func settle(ctx context.Context, c client.Client, workloads []samples.Workload, timeout time.Duration) error {
+	step(fmt.Sprintf("Waiting for the operator to annotate the %d sample workloads", len(workloads)))
+	if err := waitAnnotated(ctx, c, workloads, timeout); err != nil {
+		return err
+	}
+	step(fmt.Sprintf("Waiting for the workloads' event grace period (the operator's --event-grace-period, %s) to end", controller.DefaultEventGracePeriod))
+	return waitFindings(ctx, c, workloads, timeout)
+}
+
+// waitFindings waits until no workload's duty events are held any more
+// and each tenant has seen each of its findings once: one event per unmet
+// duty of an object or, for a namespace-wide duty, of the namespace, and
+// none for a duty met once everything was applied (kubectl apply -k applies
+// the workloads before the ScheduledBackups and snapshots that meet their
+// duties). It prints the count, which test/e2e checks.
+func waitFindings(ctx context.Context, c client.Client, workloads []samples.Workload, timeout time.Duration) error {
+	objects := make([]*unstructured.Unstructured, 0, len(workloads))
+	for _, w := range workloads {
+		objects = append(objects, w.Unstructured)
+	}
+	deadline := time.Now().Add(timeout)
+	for _, ns := range []string{"shop", "legacy"} {
+		for {
+			f, err := devcluster.ReadFindings(ctx, c, ns, objects)
+			if err != nil {
+				return err
+			}
+			problems := f.Problems()
+			if len(f.Held) == 0 && len(problems) == 0 {
+				namespaceWide := 0
+				for _, k := range f.Unmet {
+					if strings.HasPrefix(k, "Namespace/") {
+						namespaceWide++
+					}
+				}
+				fmt.Printf("namespace %s: %d findings (%d of them namespace-wide), each reported by one event, none for a duty met in the end\n", ns, len(f.Unmet), namespaceWide)
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("namespace %s after %s: events held on %v; %s", ns, timeout, f.Held, strings.Join(problems, "; "))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }

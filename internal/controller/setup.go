@@ -52,7 +52,18 @@ type Options struct {
 	// Projections, when set, are those of the manager's CacheOptions: the
 	// cache then keeps only what the models read of each watched kind.
 	Projections *watch.Projections
+	// EventGracePeriod is how long the duty events of a newly created
+	// object wait for the related objects applied with it; 0 (the zero
+	// value) sends them at once. See v1alpha1.AnnotationEventsHeldUntil.
+	EventGracePeriod time.Duration
 }
+
+// DefaultEventGracePeriod is the manager's --event-grace-period: long
+// enough for kubectl apply -f dir/ to create a directory's objects and for
+// an operator to create the objects it derives from them (a few seconds),
+// short enough that a real problem is reported while its author still
+// looks.
+const DefaultEventGracePeriod = 20 * time.Second
 
 // NewScheme returns the scheme the operator's manager needs.
 func NewScheme() (*runtime.Scheme, error) {
@@ -194,6 +205,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Waivers:            waiverSource,
 		Waived:             waived,
 		Events:             events,
+		EventGrace:         opts.EventGracePeriod,
 		Metrics:            m,
 		ExcludedNamespaces: sets.New(opts.ExcludedNamespaces...),
 	}

@@ -49,6 +49,9 @@ type WorkloadReconciler struct {
 	Metrics *metrics.Metrics
 	// ExcludedNamespaces are never written.
 	ExcludedNamespaces sets.Set[string]
+	// EventGrace is how long the duty events of a new object wait for its
+	// related objects (see evaluate.HoldEvents); 0 sends them at once.
+	EventGrace time.Duration
 	// NamespaceChanged, when set, is told the namespace of every object
 	// evaluated or forgotten (for the namespace's policy reports).
 	NamespaceChanged func(namespace string)
@@ -125,6 +128,9 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 		r.Metrics.Rechecks.Inc()
 	}
 
+	// A young object's duty events wait for its related objects (see
+	// evaluate.HoldEvents); its states are written now.
+	previous, heldUntil := evaluate.HoldEvents(&res, annotations, obj.GetCreationTimestamp().Time, r.EventGrace, start)
 	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
 	// An object no model matches, whose remaining responsibility.io keys the
 	// operator already found there after its last write, carries a tenant's
@@ -141,7 +147,10 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 		// left to report. An object that already carries the result has no
 		// transition (the common case of a resync or a restart), and its
 		// annotation need not be parsed.
-		transitions := evaluate.Transitions(evaluate.ParseDuties(annotations[v1alpha1.AnnotationDuties]), res)
+		var transitions []evaluate.Transition
+		if heldUntil.IsZero() {
+			transitions = evaluate.Transitions(previous, res)
+		}
 		ignored := evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res)
 		if err := r.Events.Transitions(ctx, obj, nsUID, transitions, ignored); err != nil {
 			return reconcile.Result{}, fmt.Errorf("record the duty events of %s: %w", key, err)

@@ -1,14 +1,27 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/responsibility-operator/responsibility-operator/internal/controller"
+	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
+	"github.com/responsibility-operator/responsibility-operator/internal/watch"
 )
 
 // paths returns the repository root and the directory of kube-apiserver,
@@ -71,4 +84,70 @@ func discardLogger() logr.Logger {
 		return zap.New(zap.UseDevMode(true))
 	}
 	return logr.Discard()
+}
+
+// runManager runs the operator's controllers in the test's process against
+// cfg until the test ends, and returns a client that reads from the API
+// server, not the manager's cache.
+func runManager(t *testing.T, cfg *rest.Config, opts controller.Options) client.Client {
+	t.Helper()
+	ctrl.SetLogger(discardLogger())
+	scheme, err := controller.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Projections = watch.NewProjections()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, NewCache: watch.NewCache(opts.Projections, watch.WatchOptions{}),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// Each test runs its own manager in this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controller.Setup(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitFindingsOnce waits until no sample workload's duty events are held
+// and each tenant namespace has seen each finding once: one event per unmet
+// duty of an object or, for a namespace-wide duty, of the namespace, and
+// none for a duty met once every sample was applied.
+func waitFindingsOnce(t *testing.T, c client.Client, objects []*unstructured.Unstructured) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, ns := range []string{"shop", "legacy"} {
+		for {
+			f, err := devcluster.ReadFindings(t.Context(), c, ns, objects)
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems := f.Problems()
+			if len(f.Held) == 0 && len(problems) == 0 {
+				t.Logf("namespace %s: %d findings, each reported by one event", ns, len(f.Unmet))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("namespace %s: events still held on %v; %d problems:\n  %s", ns, f.Held, len(problems), strings.Join(problems, "\n  "))
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 }

@@ -160,15 +160,10 @@ func shorten(s string, ok bool) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// unmetDuties lists the (model, duty) pairs a result has Unmet.
-func unmetDuties(res evaluate.Result) [][2]string {
-	var out [][2]string
-	for _, d := range res.Duties {
-		if d.State == v1alpha1.DutyUnmet {
-			out = append(out, [2]string{d.Model, d.Duty.Name})
-		}
-	}
-	return out
+// namespaceUID is the UID of a namespace of the world.
+func (w *world) namespaceUID(name string) string {
+	uid, _, _ := unstructured.NestedString(w.namespaces[name], "metadata", "uid")
+	return uid
 }
 
 // objectKey names an object in messages.

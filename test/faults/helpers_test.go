@@ -91,7 +91,10 @@ func (e *env) startOperator(name string, args ...string) *devcluster.Operator {
 	opts := devcluster.OperatorOptions{
 		Binary: managerBin, Kubeconfig: e.cluster.Kubeconfig,
 		LogPath: filepath.Join(e.dir, name+".log"),
-		Args:    args,
+		// Duty events at once, as the tests count them with the writes:
+		// internal/controller tests the grace period. A test's own
+		// --event-grace-period, later, wins.
+		Args: append([]string{"--event-grace-period=0s"}, args...),
 	}
 	if e.webhook {
 		opts.Webhook = &e.cluster.Env.WebhookInstallOptions

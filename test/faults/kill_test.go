@@ -304,7 +304,7 @@ func (r *killRun) checkSamples() {
 // expectEvents computes what the second process had to write (what the
 // first left undone or not final) and the expected events: one
 // CustomerDutyUnmet per unmet duty of every object (each was first found
-// unmet), and nothing else.
+// unmet), one per namespace for a namespace-wide duty, and nothing else.
 func (r *killRun) expectEvents() {
 	for uid, o := range r.atKill.byUID() {
 		if now, ok := r.byUID[uid]; ok && mismatch(o, r.converged.expect(now)) != "" {
@@ -316,8 +316,16 @@ func (r *killRun) expectEvents() {
 	}
 	r.want = map[dutyEvent]bool{}
 	for uid, o := range r.byUID {
-		for _, md := range unmetDuties(r.converged.expect(o)) {
-			r.want[dutyEvent{UID: uid, Reason: v1alpha1.EventCustomerDutyUnmet, Model: md[0], Duty: md[1]}] = true
+		for _, d := range r.converged.expect(o).Duties {
+			if d.State != v1alpha1.DutyUnmet {
+				continue
+			}
+			// A namespace-wide duty's event regards the Namespace, once.
+			regarding := uid
+			if d.NamespaceWide {
+				regarding = r.converged.namespaceUID(o.GetNamespace())
+			}
+			r.want[dutyEvent{UID: regarding, Reason: v1alpha1.EventCustomerDutyUnmet, Model: d.Model, Duty: d.Duty.Name}] = true
 		}
 	}
 }
