@@ -266,3 +266,24 @@ func TestIgnoredWaiversShowExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestShowHeldEvents: show says when a new object's duty events wait for
+// its grace period, and says nothing on an object without a hold.
+func TestShowHeldEvents(t *testing.T) {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion("postgresql.cnpg.io/v1")
+	obj.SetKind("Cluster")
+	obj.SetName("db")
+	obj.SetAnnotations(map[string]string{
+		v1alpha1.AnnotationDuties:          `{"m":{"a":{"state":"Unmet","message":"x"}}}`,
+		v1alpha1.AnnotationEventsHeldUntil: "2026-12-03T12:00:20Z",
+	})
+	v := newObjectView(obj, nil)
+	if v.EventsHeldUntil != "2026-12-03T12:00:20Z" || !strings.HasPrefix(v.eventsHeld(), "until 2026-12-03T12:00:20Z (a new object") {
+		t.Errorf("held until %q: %q", v.EventsHeldUntil, v.eventsHeld())
+	}
+	obj.SetAnnotations(map[string]string{v1alpha1.AnnotationDuties: `{"m":{"a":{"state":"Unmet","message":"x"}}}`})
+	if got := newObjectView(obj, nil).eventsHeld(); got != "" {
+		t.Errorf("an object without a hold: %q", got)
+	}
+}

@@ -30,7 +30,10 @@ type ObjectView struct {
 	Matrix         []MatrixRow `json:"matrix"`
 	Duties         []DutyRow   `json:"duties"`
 	IgnoredWaivers []string    `json:"ignoredWaivers,omitempty"`
-	Events         []Event     `json:"events"`
+	// EventsHeldUntil is, on a new object, until when its duty events wait
+	// for the objects applied with it (responsibility.io/events-held-until).
+	EventsHeldUntil string  `json:"eventsHeldUntil,omitempty"`
+	Events          []Event `json:"events"`
 	// Problems are annotations that could not be read and events that
 	// could not be listed.
 	Problems []string `json:"problems,omitempty"`
@@ -138,16 +141,17 @@ func newObjectView(obj *unstructured.Unstructured, policies map[string]v1alpha1.
 	objAnnotations := obj.GetAnnotations()
 	a := readAnnotations(objAnnotations)
 	view := ObjectView{
-		ObjectRef:      refOf(obj),
-		Status:         obj.GetLabels()[v1alpha1.LabelStatus],
-		Models:         a.Models,
-		Provider:       a.Provider,
-		Service:        a.Service,
-		Matrix:         a.Matrix,
-		Duties:         a.Duties,
-		IgnoredWaivers: a.IgnoredWaivers,
-		matrixProblem:  a.MatrixProblem,
-		dutiesProblem:  a.DutiesProblem,
+		ObjectRef:       refOf(obj),
+		Status:          obj.GetLabels()[v1alpha1.LabelStatus],
+		Models:          a.Models,
+		Provider:        a.Provider,
+		Service:         a.Service,
+		Matrix:          a.Matrix,
+		Duties:          a.Duties,
+		IgnoredWaivers:  a.IgnoredWaivers,
+		EventsHeldUntil: objAnnotations[v1alpha1.AnnotationEventsHeldUntil],
+		matrixProblem:   a.MatrixProblem,
+		dutiesProblem:   a.DutiesProblem,
 	}
 	for _, p := range []string{a.MatrixProblem, a.DutiesProblem} {
 		if p != "" {
@@ -170,6 +174,14 @@ func newObjectView(obj *unstructured.Unstructured, policies map[string]v1alpha1.
 
 // ignoredWaivers lists the ignored waivers for a person: each duty, with
 // when its waiver expired if that is why.
+// eventsHeld says until when a new object's duty events wait, if they do.
+func (v ObjectView) eventsHeld() string {
+	if v.EventsHeldUntil == "" {
+		return ""
+	}
+	return "until " + v.EventsHeldUntil + " (a new object: its duty events wait for the objects applied with it; its states above are current)"
+}
+
 func (v ObjectView) ignoredWaivers(now time.Time) string {
 	expired := map[string]time.Time{}
 	for _, d := range v.Duties {
@@ -208,6 +220,7 @@ func (o *Options) printObject(w *printer, v ObjectView, flags showFlags) error {
 		"Provider", v.Provider,
 		"Service", v.Service,
 		"Ignored waivers?", v.ignoredWaivers(o.Now()),
+		"Events held?", v.eventsHeld(),
 	); err != nil {
 		return err
 	}
