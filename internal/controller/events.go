@@ -49,6 +49,11 @@ type EventEmitter struct {
 	// instance is the reporting instance of the transition events: what
 	// Recorder gives its own events.
 	instance string
+	// reported is, per namespace finding (findingEventName of its
+	// unmet state), the state this process last reported or found
+	// reported: the other objects of the namespace making the same
+	// transition then need no API call.
+	reported sync.Map
 }
 
 // NewEventEmitter returns an emitter whose problem events go through
@@ -176,6 +181,20 @@ func (e *EventEmitter) namespaceFinding(ctx context.Context, namespace string, n
 	}
 	name := findingEventName(namespace, t.Model, t.Duty.Name, t.State)
 	otherName := findingEventName(namespace, t.Model, t.Duty.Name, other)
+	key := findingEventName(namespace, t.Model, t.Duty.Name, v1alpha1.DutyUnmet)
+	if st, ok := e.reported.Load(key); ok && st == t.State {
+		return nil // this process reported it, or found it reported
+	}
+	err := e.recordFinding(ctx, namespace, regarding, now, spec, t, name, otherName)
+	if err == nil {
+		e.reported.Store(key, t.State)
+	}
+	return err
+}
+
+// recordFinding is namespaceFinding's exchange with the API server.
+func (e *EventEmitter) recordFinding(ctx context.Context, namespace string, regarding corev1.ObjectReference, now metav1.MicroTime,
+	spec eventSpec, t evaluate.Transition, name, otherName string) error {
 	for range findingAttempts {
 		cur, err := e.getEvent(ctx, namespace, name)
 		if err != nil {
