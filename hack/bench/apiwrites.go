@@ -3,11 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"syscall"
@@ -104,7 +101,7 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 		out.applies += count
 	}
 	out.cpuSeconds = f.Sum("process_cpu_seconds_total", nil)
-	if out.etcdCPUSeconds, err = b.etcdCPUSeconds(ctx); err != nil {
+	if out.etcdCPUSeconds, err = b.cluster.EtcdCPUSeconds(ctx); err != nil {
 		return apiWrites{}, err
 	}
 	if b.operator != nil {
@@ -118,33 +115,6 @@ func (b *bench) apiWrites(ctx context.Context) (apiWrites, error) {
 	out.events = f.Sum("apiserver_request_total", map[string]string{"group": "events.k8s.io", "resource": "events", "verb": "POST"}) +
 		f.Sum("apiserver_request_total", map[string]string{"group": "", "resource": "events", "verb": "POST"})
 	return out, nil
-}
-
-// etcdCPUSeconds is the CPU time etcd has used, from its metrics on its client
-// URL.
-func (b *bench) etcdCPUSeconds(ctx context.Context) (float64, error) {
-	u := b.cluster.Env.ControlPlane.Etcd.URL
-	if u == nil {
-		return 0, errors.New("etcd's URL is not known")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("metrics").String(), nil)
-	if err != nil {
-		return 0, fmt.Errorf("scrape etcd's metrics: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape etcd's metrics: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("read etcd's metrics: %w", err)
-	}
-	f, err := devcluster.ParseMetrics(raw)
-	if err != nil {
-		return 0, err
-	}
-	return f.Sum("process_cpu_seconds_total", nil), nil
 }
 
 // processCPUSeconds is the CPU time this process has used, user and system.

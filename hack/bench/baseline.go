@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 )
 
 // baseline times a plain client applying, with the same concurrency, the
@@ -44,7 +45,7 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 		edited[i] = m.DeepCopy()
 		fullEdit(edited[i])
 	}
-	rewrite, err := b.oracle.with(edited)
+	rewrite, err := b.oracle.With(edited)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (b *bench) baseline(ctx context.Context, r *Results) error {
 // measuredPass applies, as the baseline client, the annotations an oracle
 // wants, and returns how long it took and what the API server counted
 // meanwhile.
-func (b *bench) measuredPass(ctx context.Context, o *oracle) (float64, apiWrites, error) {
+func (b *bench) measuredPass(ctx context.Context, o *benchkit.Oracle) (float64, apiWrites, error) {
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return 0, apiWrites{}, err
@@ -100,18 +101,18 @@ func (b *bench) measuredPass(ctx context.Context, o *oracle) (float64, apiWrites
 // applyAll applies, as the baseline client, the annotations an oracle wants
 // (or, without keep, none, which removes the client's keys), and returns
 // how long it took.
-func (b *bench) applyAll(ctx context.Context, o *oracle, keep bool) (float64, error) {
+func (b *bench) applyAll(ctx context.Context, o *benchkit.Oracle, keep bool) (float64, error) {
 	patches := make([]*unstructured.Unstructured, len(b.workloads))
 	for i, w := range b.workloads {
 		annotations, labels := map[string]any{}, map[string]any{}
 		if keep {
-			a, l := o.desired(w.obj)
+			a, l := o.Desired(w.Obj)
 			annotations, labels = rekey(a), rekey(l)
 		}
-		patches[i] = metadataPatch(w.obj, annotations, labels)
+		patches[i] = metadataPatch(w.Obj, annotations, labels)
 	}
 	start := time.Now()
-	err := parallel(ctx, b.o.concurrency, len(patches), func(i int) error {
+	err := benchkit.Parallel(ctx, b.o.concurrency, len(patches), func(i int) error {
 		return b.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(patches[i]), client.FieldOwner("bench-baseline"), client.ForceOwnership)
 	})
 	return time.Since(start).Seconds(), err

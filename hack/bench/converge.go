@@ -14,15 +14,15 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 		return err
 	}
 	for _, w := range b.workloads {
-		b.tracker.expect(w.key(), b.oracle.want(w.obj), time.Time{})
+		b.tracker.Expect(w.Key(), b.oracle.Want(w.Obj), time.Time{})
 	}
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return err
 	}
-	transitions := b.tracker.transitionCount()
+	transitions := b.tracker.TransitionCount()
 	step("applying %d models with 5 duties each", len(b.models))
-	b.tracker.first()
+	b.tracker.First()
 	start := time.Now()
 	for _, m := range b.models {
 		if err := b.c.Create(ctx, m.DeepCopy()); err != nil {
@@ -38,7 +38,7 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 	} else {
 		profiled <- nil
 	}
-	last, err := b.tracker.wait(ctx, b.timeout())
+	last, err := b.tracker.Wait(ctx, b.timeout())
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 	r.Converge.Seconds = last.Sub(start).Seconds()
 	r.Converge.Ratio = r.Converge.Seconds / r.Baseline.Seconds
 	r.Converge.RatioToAgain = r.Converge.Seconds / r.Baseline.AgainSeconds
-	r.Converge.FirstWriteSeconds = b.tracker.first().Sub(start).Seconds()
+	r.Converge.FirstWriteSeconds = b.tracker.First().Sub(start).Seconds()
 	step("converged in %.2fs (%.2f × baseline, %.2f × baseline again); the first object was done after %.2fs", r.Converge.Seconds, r.Converge.Ratio, r.Converge.RatioToAgain, r.Converge.FirstWriteSeconds)
 	if err := b.settle(ctx, 0); err != nil {
 		return err
@@ -82,7 +82,7 @@ func (b *bench) converge(ctx context.Context, r *Results) error {
 		r.Converge.ServerApplyMs, r.Converge.ServerCPUSeconds, r.Converge.EtcdCPUSeconds, r.Converge.OperatorCPUSeconds)
 	r.Converge.EventsCreated = after.sub(before).events
 	r.Converge.OtherWrites = after.sub(before).all - after.sub(before).targets - after.sub(before).events
-	r.Converge.Transitions = b.tracker.transitionCount() - transitions
+	r.Converge.Transitions = b.tracker.TransitionCount() - transitions
 	step("first convergence: %.3f writes per object, %d reconciles, %d events for %d transitions, %d other writes (models, reports, leases), %d reads",
 		r.Converge.WritesPerObject, r.Converge.Reconciles, int(r.Converge.EventsCreated), r.Converge.Transitions, int(r.Converge.OtherWrites), int(after.sub(before).reads))
 	step("other writes: %s", after.sub(before).others(b.gvrs))

@@ -9,33 +9,32 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 )
 
 // editModels changes the models and waits for the workloads to follow.
 func (b *bench) editModels(ctx context.Context, edit func(*v1alpha1.ResponsibilityModel)) (changed int, seconds float64, writes apiWrites, err error) {
-	edited := map[*kindSpec]bool{}
+	edited := map[*benchkit.Kind]bool{}
 	for i, m := range b.models {
 		before := m.Spec.DeepCopy()
 		edit(m)
-		edited[&kinds[i]] = !equality.Semantic.DeepEqual(before, &m.Spec)
+		edited[&benchkit.Kinds[i]] = !equality.Semantic.DeepEqual(before, &m.Spec)
 	}
 	reevaluated := 0
 	for _, w := range b.workloads {
-		if edited[w.kind] {
+		if edited[w.Kind] {
 			reevaluated++
 		}
 	}
-	if err := b.oracle.setModels(b.models); err != nil {
+	if err := b.oracle.SetModels(b.models); err != nil {
 		return 0, 0, apiWrites{}, err
 	}
 	for _, w := range b.workloads {
-		want := b.oracle.want(w.obj)
-		b.tracker.mu.Lock()
-		if b.tracker.want[w.key()] != want {
+		want := b.oracle.Want(w.Obj)
+		if b.tracker.Wants(w.Key()) != want {
 			changed++
 		}
-		b.tracker.mu.Unlock()
-		b.tracker.expect(w.key(), want, time.Time{})
+		b.tracker.Expect(w.Key(), want, time.Time{})
 	}
 	before, err := b.apiWrites(ctx)
 	if err != nil {
@@ -45,7 +44,7 @@ func (b *bench) editModels(ctx context.Context, edit func(*v1alpha1.Responsibili
 	if err != nil {
 		return 0, 0, apiWrites{}, err
 	}
-	b.tracker.first()
+	b.tracker.First()
 	start := time.Now()
 	for _, m := range b.models {
 		cur := &v1alpha1.ResponsibilityModel{}
@@ -57,13 +56,13 @@ func (b *bench) editModels(ctx context.Context, edit func(*v1alpha1.Responsibili
 			return 0, 0, apiWrites{}, fmt.Errorf("update model %s: %w", m.Name, err)
 		}
 	}
-	last, err := b.tracker.wait(ctx, b.timeout())
+	last, err := b.tracker.Wait(ctx, b.timeout())
 	if err != nil {
 		return 0, 0, apiWrites{}, err
 	}
 	if changed > 0 {
 		seconds = last.Sub(start).Seconds()
-		step("the first object was done after %.2fs", b.tracker.first().Sub(start).Seconds())
+		step("the first object was done after %.2fs", b.tracker.First().Sub(start).Seconds())
 	}
 	// Every workload of an edited model is re-evaluated.
 	if err := b.settle(ctx, rec+float64(reevaluated)); err != nil {

@@ -9,14 +9,16 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 )
 
 // latency updates compliant workloads at a steady rate so that one duty
 // becomes unmet, and measures until each carries its new annotations.
 func (b *bench) latency(ctx context.Context, r *Results) error {
-	var candidates []*workload
+	var candidates []*benchkit.Workload
 	for _, w := range b.workloads {
-		if w.compliant && w.kind.drift != nil {
+		if w.Compliant && w.Kind.Drift != nil {
 			candidates = append(candidates, w)
 		}
 	}
@@ -26,7 +28,7 @@ func (b *bench) latency(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
-	transitions := b.tracker.transitionCount()
+	transitions := b.tracker.TransitionCount()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / b.o.rate))
 	defer tick.Stop()
 	var failed atomic.Int32
@@ -35,16 +37,16 @@ func (b *bench) latency(ctx context.Context, r *Results) error {
 		<-tick.C
 		w := candidates[i]
 		cur := &unstructured.Unstructured{}
-		cur.SetGroupVersionKind(w.obj.GroupVersionKind())
-		if err := b.c.Get(ctx, client.ObjectKeyFromObject(w.obj), cur); err != nil {
+		cur.SetGroupVersionKind(w.Obj.GroupVersionKind())
+		if err := b.c.Get(ctx, client.ObjectKeyFromObject(w.Obj), cur); err != nil {
 			return err
 		}
-		w.kind.drift(cur)
-		w.kind.drift(w.obj)
+		w.Kind.Drift(cur)
+		w.Kind.Drift(w.Obj)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.tracker.expect(w.key(), b.oracle.want(w.obj), time.Now())
+			b.tracker.Expect(w.Key(), b.oracle.Want(w.Obj), time.Now())
 			if err := b.c.Update(ctx, cur); err != nil {
 				failed.Add(1)
 			}
@@ -54,7 +56,7 @@ func (b *bench) latency(ctx context.Context, r *Results) error {
 	if n := failed.Load(); n > 0 {
 		return fmt.Errorf("latency: %d updates failed", n)
 	}
-	if _, err := b.tracker.wait(ctx, b.timeout()); err != nil {
+	if _, err := b.tracker.Wait(ctx, b.timeout()); err != nil {
 		return err
 	}
 	if err := b.settle(ctx, 0); err != nil {
@@ -64,11 +66,11 @@ func (b *bench) latency(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
-	lat := b.tracker.takeLatencies()
+	lat := b.tracker.TakeLatencies()
 	r.Latency = LatencyResult{
 		Updates: count, RatePerSecond: b.o.rate,
 		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
-		EventsCreated: after.sub(before).events, Transitions: b.tracker.transitionCount() - transitions,
+		EventsCreated: after.sub(before).events, Transitions: b.tracker.TransitionCount() - transitions,
 		WritesPerUpdate: (after.sub(before).targets - float64(count)) / float64(max(count, 1)),
 	}
 	step("latency p50 %.0fms, p99 %.0fms, max %.0fms", r.Latency.P50Ms, r.Latency.P99Ms, r.Latency.MaxMs)

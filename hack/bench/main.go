@@ -32,10 +32,11 @@
 //   - apiwrites.go: the API server's, etcd's and this process's counters a
 //     phase reads before and after it runs
 //   - profile.go: the optional CPU and heap profiles
-//   - parallel.go: a fixed number of workers over n items
-//   - workload.go: the generated workloads, the models and the oracle of the
-//     metadata each workload should carry
-//   - tracker.go: the watch that sees when the workloads carry it
+//   - benchkit (shared with hack/bench-peers): the generated workloads, the
+//     models and the oracle of the metadata each workload should carry
+//     (workload.go, oracle.go), the watch that sees when the workloads carry
+//     it (tracker.go), and a fixed number of workers over n items
+//     (parallel.go)
 //   - results.go: the results, the goals and the printed table
 package main
 
@@ -48,7 +49,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,6 +61,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 )
 
@@ -69,17 +70,12 @@ type options struct {
 	n, namespaces, concurrency      int
 	rate                            float64
 	streamFor, recheck              time.Duration
-	operatorArgs, operatorEnv       stringList
+	operatorArgs, operatorEnv       benchkit.StringList
 	operatorNice                    int
 	heapProfile, cpuProfile         string
 	recheckProfile                  string
 	serverProfile                   string
 }
-
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, " ") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	if err := run(); err != nil {
@@ -154,10 +150,10 @@ type bench struct {
 	c         client.Client
 	dyn       dynamic.Interface
 	raw       rest.Interface
-	workloads []*workload
+	workloads []*benchkit.Workload
 	models    []*v1alpha1.ResponsibilityModel
-	oracle    *oracle
-	tracker   *tracker
+	oracle    *benchkit.Oracle
+	tracker   *benchkit.Tracker
 	gvrs      map[schema.GroupVersionResource]schema.GroupVersionKind
 	operator  *devcluster.Operator
 	// rechecking is set once a model reads `now`: its objects are
@@ -176,7 +172,7 @@ func step(format string, args ...any) {
 }
 
 func measure(ctx context.Context, o options) (*Results, error) {
-	b := &bench{o: o, tracker: newTracker()}
+	b := &bench{o: o, tracker: benchkit.NewTracker()}
 	step("starting a local control plane")
 	cluster, err := devcluster.StartCluster(devcluster.ClusterOptions{Root: o.root, Assets: o.assets, Dir: o.dir})
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/responsibility-operator/responsibility-operator/api/v1alpha1"
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
-	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
 // recheckCycles is how many recheck intervals the idle measurement spans.
@@ -31,32 +31,32 @@ const recheckCycles = 2
 //   - backups completing at the latency rate: the time from a Backup's
 //     status change to its database's annotation.
 func (b *bench) recheck(ctx context.Context, r *Results) error {
-	var spec *kindSpec
+	var spec *benchkit.Kind
 	var model *v1alpha1.ResponsibilityModel
-	for i := range kinds {
-		if kinds[i].evidence != "" {
-			spec, model = &kinds[i], b.models[i]
+	for i := range benchkit.Kinds {
+		if benchkit.Kinds[i].Evidence != "" {
+			spec, model = &benchkit.Kinds[i], b.models[i]
 		}
 	}
-	evidence, area, err := catalogDuty(b.o.root, spec.model, spec.evidence)
+	evidence, area, err := catalogDuty(b.o.root, spec.Model, spec.Evidence)
 	if err != nil {
 		return err
 	}
 	count := int(b.o.rate * b.o.streamFor.Seconds())
 	var backups []*unstructured.Unstructured
-	var running []*workload
+	var running []*benchkit.Workload
 	var runningBackups []*unstructured.Unstructured
 	objects := 0
 	for _, w := range b.workloads {
-		if w.kind != spec {
+		if w.Kind != spec {
 			continue
 		}
 		objects++
-		if !w.compliant {
+		if !w.Compliant {
 			continue
 		}
 		done := len(running) >= count
-		backup := cnpgBackup(w.obj, done)
+		backup := cnpgBackup(w.Obj, done)
 		backups = append(backups, backup)
 		if !done {
 			running = append(running, w)
@@ -64,7 +64,7 @@ func (b *bench) recheck(ctx context.Context, r *Results) error {
 		}
 	}
 	step("recheck: %d Backups (%d running), then duty %s with recheckInterval %s on %d databases", len(backups), len(running), evidence.Name, b.o.recheck, objects)
-	if err := parallel(ctx, b.o.concurrency, len(backups), func(i int) error {
+	if err := benchkit.Parallel(ctx, b.o.concurrency, len(backups), func(i int) error {
 		if err := devcluster.Create(ctx, b.c, backups[i]); err != nil {
 			return fmt.Errorf("create Backup %s/%s: %w", backups[i].GetNamespace(), backups[i].GetName(), err)
 		}
@@ -72,12 +72,12 @@ func (b *bench) recheck(ctx context.Context, r *Results) error {
 	}); err != nil {
 		return err
 	}
-	b.oracle.addRelated(backups)
+	b.oracle.AddRelated(backups)
 	phaseStart, err := b.apiWrites(ctx)
 	if err != nil {
 		return err
 	}
-	transitions := b.tracker.transitionCount()
+	transitions := b.tracker.TransitionCount()
 
 	b.rechecking = true
 	changed, seconds, writes, err := b.editModels(ctx, func(m *v1alpha1.ResponsibilityModel) {
@@ -114,7 +114,7 @@ func (b *bench) recheck(ctx context.Context, r *Results) error {
 		return err
 	}
 	res.EventsCreated = end.sub(phaseStart).events
-	res.Transitions = b.tracker.transitionCount() - transitions
+	res.Transitions = b.tracker.TransitionCount() - transitions
 	step("backup completed → annotation: p50 %.0fms, p99 %.0fms, max %.0fms", res.Stream.P50Ms, res.Stream.P99Ms, res.Stream.MaxMs)
 	return nil
 }
@@ -176,12 +176,12 @@ func (b *bench) idleCycles(ctx context.Context, res *RecheckResult) error {
 
 // backupsComplete completes the running Backups at the latency rate and
 // measures until each database carries its new annotations.
-func (b *bench) backupsComplete(ctx context.Context, running []*workload, backups []*unstructured.Unstructured) (LatencyResult, error) {
+func (b *bench) backupsComplete(ctx context.Context, running []*benchkit.Workload, backups []*unstructured.Unstructured) (LatencyResult, error) {
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return LatencyResult{}, err
 	}
-	transitions := b.tracker.transitionCount()
+	transitions := b.tracker.TransitionCount()
 	profiled := b.profileOperator(ctx, "stream", time.Duration(float64(len(running))/b.o.rate*float64(time.Second)))
 	tick := time.NewTicker(time.Duration(float64(time.Second) / b.o.rate))
 	defer tick.Stop()
@@ -194,13 +194,13 @@ func (b *bench) backupsComplete(ctx context.Context, running []*workload, backup
 		if err := unstructured.SetNestedField(backups[i].Object, status, "status"); err != nil {
 			return LatencyResult{}, err
 		}
-		want := b.oracle.want(w.obj)
+		want := b.oracle.Want(w.Obj)
 		patch := fmt.Appendf(nil, `{"status":{"phase":%q,"startedAt":%q,"stoppedAt":%q}}`, status["phase"], status["startedAt"], status["stoppedAt"])
 		target := backups[i].DeepCopy()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.tracker.expect(w.key(), want, time.Now())
+			b.tracker.Expect(w.Key(), want, time.Now())
 			if err := b.c.Status().Patch(ctx, target, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				failed.Add(1)
 			}
@@ -213,7 +213,7 @@ func (b *bench) backupsComplete(ctx context.Context, running []*workload, backup
 	if err := <-profiled; err != nil {
 		return LatencyResult{}, err
 	}
-	if _, err := b.tracker.wait(ctx, b.timeout()); err != nil {
+	if _, err := b.tracker.Wait(ctx, b.timeout()); err != nil {
 		return LatencyResult{}, err
 	}
 	if err := b.settle(ctx, 0); err != nil {
@@ -223,12 +223,12 @@ func (b *bench) backupsComplete(ctx context.Context, running []*workload, backup
 	if err != nil {
 		return LatencyResult{}, err
 	}
-	lat := b.tracker.takeLatencies()
+	lat := b.tracker.TakeLatencies()
 	n := len(running)
 	return LatencyResult{
 		Updates: n, RatePerSecond: b.o.rate,
 		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
-		EventsCreated: after.sub(before).events, Transitions: b.tracker.transitionCount() - transitions,
+		EventsCreated: after.sub(before).events, Transitions: b.tracker.TransitionCount() - transitions,
 		WritesPerUpdate: after.sub(before).targets / float64(max(n, 1)),
 	}, nil
 }
@@ -278,7 +278,7 @@ func (b *bench) profileOperator(ctx context.Context, phase string, d time.Durati
 
 // catalogDuty returns a duty of a catalog model and the name of its area.
 func catalogDuty(root, file, name string) (v1alpha1.Duty, string, error) {
-	rm, err := catalogModel(root, file)
+	rm, err := benchkit.CatalogModel(root, file)
 	if err != nil {
 		return v1alpha1.Duty{}, "", err
 	}
@@ -290,10 +290,4 @@ func catalogDuty(root, file, name string) (v1alpha1.Duty, string, error) {
 		}
 	}
 	return v1alpha1.Duty{}, "", fmt.Errorf("config/catalog/%s has no duty %s", file, name)
-}
-
-// addRelated adds related objects to what the oracle's rules read.
-func (o *oracle) addRelated(objs []*unstructured.Unstructured) {
-	o.relatedObjects = append(o.relatedObjects, objs...)
-	o.related = evaluate.ListerOf(o.relatedObjects)
 }

@@ -7,6 +7,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 )
 
 // resync makes the operator re-evaluate every workload without a change to
@@ -25,7 +27,7 @@ func (b *bench) resync(ctx context.Context, r *Results) error {
 		ns := &unstructured.Unstructured{}
 		ns.SetAPIVersion("v1")
 		ns.SetKind("Namespace")
-		ns.SetName(namespaceName(i))
+		ns.SetName(benchkit.NamespaceName(i))
 		patch := client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"annotations":{"bench.responsibility.io/touched":"`+time.Now().Format(time.RFC3339Nano)+`"}}}`))
 		if err := b.c.Patch(ctx, ns, patch); err != nil {
 			return fmt.Errorf("touch namespace: %w", err)

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 )
 
@@ -15,10 +16,10 @@ import (
 // and starts watching the workloads.
 func (b *bench) setUp(ctx context.Context) error {
 	var err error
-	if b.workloads, err = generate(b.o.root, b.o.n, b.o.namespaces); err != nil {
+	if b.workloads, err = benchkit.Generate(b.o.root, b.o.n, b.o.namespaces); err != nil {
 		return err
 	}
-	if b.models, err = benchModels(b.o.root); err != nil {
+	if b.models, err = benchkit.BenchModels(b.o.root); err != nil {
 		return err
 	}
 	namespaces := map[string]map[string]any{}
@@ -26,7 +27,7 @@ func (b *bench) setUp(ctx context.Context) error {
 		ns := &unstructured.Unstructured{}
 		ns.SetAPIVersion("v1")
 		ns.SetKind("Namespace")
-		ns.SetName(namespaceName(i))
+		ns.SetName(benchkit.NamespaceName(i))
 		if err := b.c.Create(ctx, ns); err != nil {
 			return fmt.Errorf("create namespace: %w", err)
 		}
@@ -34,14 +35,14 @@ func (b *bench) setUp(ctx context.Context) error {
 	}
 	var objs []*unstructured.Unstructured
 	for _, w := range b.workloads {
-		if w.related != nil {
-			objs = append(objs, w.related)
+		if w.Related != nil {
+			objs = append(objs, w.Related)
 		}
-		objs = append(objs, w.obj)
+		objs = append(objs, w.Obj)
 	}
 	step("creating %d workloads and %d related objects in %d namespaces", len(b.workloads), len(objs)-len(b.workloads), b.o.namespaces)
 	start := time.Now()
-	if err := parallel(ctx, b.o.concurrency, len(objs), func(i int) error {
+	if err := benchkit.Parallel(ctx, b.o.concurrency, len(objs), func(i int) error {
 		if err := devcluster.Create(ctx, b.c, objs[i]); err != nil {
 			return fmt.Errorf("create %s %s/%s: %w", objs[i].GetKind(), objs[i].GetNamespace(), objs[i].GetName(), err)
 		}
@@ -50,17 +51,17 @@ func (b *bench) setUp(ctx context.Context) error {
 		return err
 	}
 	step("created in %.1fs (%.0f/s)", time.Since(start).Seconds(), float64(len(objs))/time.Since(start).Seconds())
-	if b.oracle, err = newOracle(b.models, namespaces, b.workloads); err != nil {
+	if b.oracle, err = benchkit.NewOracle(b.models, namespaces, b.workloads); err != nil {
 		return err
 	}
 	b.gvrs = map[schema.GroupVersionResource]schema.GroupVersionKind{}
-	for i := range kinds {
-		gvk := b.workloads[i].obj.GroupVersionKind()
+	for i := range benchkit.Kinds {
+		gvk := b.workloads[i].Obj.GroupVersionKind()
 		m, err := b.c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
 			return fmt.Errorf("map %s: %w", gvk, err)
 		}
 		b.gvrs[m.Resource] = gvk
 	}
-	return b.tracker.start(ctx, b.dyn, b.gvrs)
+	return b.tracker.Start(ctx, b.dyn, b.gvrs)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -97,4 +99,31 @@ func copyDir(src, dst string) error {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return nil
+}
+
+// EtcdCPUSeconds is the CPU time etcd has used, from the metrics on its
+// client URL.
+func (c *Cluster) EtcdCPUSeconds(ctx context.Context) (float64, error) {
+	u := c.Env.ControlPlane.Etcd.URL
+	if u == nil {
+		return 0, errors.New("etcd's URL is not known")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("metrics").String(), nil)
+	if err != nil {
+		return 0, fmt.Errorf("scrape etcd's metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("scrape etcd's metrics: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("read etcd's metrics: %w", err)
+	}
+	f, err := ParseMetrics(raw)
+	if err != nil {
+		return 0, err
+	}
+	return f.Sum("process_cpu_seconds_total", nil), nil
 }

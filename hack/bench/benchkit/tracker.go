@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"context"
@@ -17,33 +17,34 @@ import (
 	"github.com/responsibility-operator/responsibility-operator/internal/evaluate"
 )
 
-// tracker watches the target objects and knows, at any time, which of them
-// do not yet carry the metadata the oracle wants, when the last one got
+// Tracker watches the target objects and knows, at any time, which of them
+// do not yet carry the metadata the Oracle wants, when the last one got
 // it, how long each awaited update took to show, and how many duty
 // transitions the operator wrote.
-type tracker struct {
+type Tracker struct {
 	mu          sync.Mutex
-	want        map[objectKey]uint64
-	have        map[objectKey]uint64
-	pending     map[objectKey]struct{}
+	want        map[ObjectKey]uint64
+	have        map[ObjectKey]uint64
+	pending     map[ObjectKey]struct{}
 	lastMatch   time.Time
 	firstMatch  time.Time
-	sent        map[objectKey]time.Time
+	sent        map[ObjectKey]time.Time
 	latencies   []time.Duration
 	transitions int
 }
 
-func newTracker() *tracker {
-	return &tracker{
-		want:    map[objectKey]uint64{},
-		have:    map[objectKey]uint64{},
-		pending: map[objectKey]struct{}{},
-		sent:    map[objectKey]time.Time{},
+// NewTracker returns a tracker that awaits nothing yet.
+func NewTracker() *Tracker {
+	return &Tracker{
+		want:    map[ObjectKey]uint64{},
+		have:    map[ObjectKey]uint64{},
+		pending: map[ObjectKey]struct{}{},
+		sent:    map[ObjectKey]time.Time{},
 	}
 }
 
-// start runs an informer per target resource; it keeps only metadata.
-func (t *tracker) start(ctx context.Context, dyn dynamic.Interface, gvrs map[schema.GroupVersionResource]schema.GroupVersionKind) error {
+// Start runs an informer per target resource; it keeps only metadata.
+func (t *Tracker) Start(ctx context.Context, dyn dynamic.Interface, gvrs map[schema.GroupVersionResource]schema.GroupVersionKind) error {
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	for gvr, gvk := range gvrs {
 		inf := factory.ForResource(gvr).Informer()
@@ -83,8 +84,8 @@ func metadataOnly(obj any) (any, error) {
 	return &unstructured.Unstructured{Object: out}, nil
 }
 
-func (t *tracker) observe(gvk schema.GroupVersionKind, old, obj *unstructured.Unstructured) {
-	k := objectKey{gvk: gvk, namespace: obj.GetNamespace(), name: obj.GetName()}
+func (t *Tracker) observe(gvk schema.GroupVersionKind, old, obj *unstructured.Unstructured) {
+	k := ObjectKey{GVK: gvk, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 	fp := evaluate.OwnedDigest(obj.GetAnnotations(), obj.GetLabels())
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -105,9 +106,9 @@ func (t *tracker) observe(gvk schema.GroupVersionKind, old, obj *unstructured.Un
 	t.check(k)
 }
 
-// expect sets what an object must carry; sent, when not zero, is when the
+// Expect sets what an object must carry; sent, when not zero, is when the
 // change that calls for it was sent, for the latency statistics.
-func (t *tracker) expect(k objectKey, fp uint64, sent time.Time) {
+func (t *Tracker) Expect(k ObjectKey, fp uint64, sent time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.want[k] = fp
@@ -117,7 +118,7 @@ func (t *tracker) expect(k objectKey, fp uint64, sent time.Time) {
 	t.check(k)
 }
 
-func (t *tracker) check(k objectKey) {
+func (t *Tracker) check(k ObjectKey) {
 	want, ok := t.want[k]
 	if !ok {
 		return
@@ -140,9 +141,9 @@ func (t *tracker) check(k objectKey) {
 	}
 }
 
-// first returns when the first awaited object got what it must since the
+// First returns when the first awaited object got what it must since the
 // last call, and forgets it.
-func (t *tracker) first() time.Time {
+func (t *Tracker) First() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.firstMatch
@@ -150,10 +151,10 @@ func (t *tracker) first() time.Time {
 	return f
 }
 
-// wait returns when every object carries what it must, with the time the
+// Wait returns when every object carries what it must, with the time the
 // last one got it. Every 10 s it logs how many are still pending, so that a
 // slow start or tail shows.
-func (t *tracker) wait(ctx context.Context, timeout time.Duration) (time.Time, error) {
+func (t *Tracker) Wait(ctx context.Context, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	report := time.Now().Add(10 * time.Second)
 	for {
@@ -172,7 +173,7 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) (time.Time, e
 			return time.Time{}, fmt.Errorf("after %s, %d objects still lack their annotations (e.g. %s)", timeout, n, example)
 		}
 		if time.Now().After(report) {
-			step("%d objects pending", n)
+			Step("%d objects pending", n)
 			report = report.Add(10 * time.Second)
 		}
 		select {
@@ -183,18 +184,38 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) (time.Time, e
 	}
 }
 
-func (t *tracker) transitionCount() int {
+// TransitionCount is the number of duty transitions seen so far.
+func (t *Tracker) TransitionCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.transitions
 }
 
-// takeLatencies returns the recorded latencies, sorted, and forgets them.
-func (t *tracker) takeLatencies() []time.Duration {
+// TakeLatencies returns the recorded latencies, sorted, and forgets them.
+func (t *Tracker) TakeLatencies() []time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := t.latencies
 	t.latencies = nil
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// Wants returns the digest an object must carry (0 when none is awaited).
+func (t *Tracker) Wants(k ObjectKey) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.want[k]
+}
+
+// Pending is the number of objects that do not carry what they must yet.
+func (t *Tracker) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// Step logs a step of a benchmark with the time of day.
+func Step(format string, args ...any) {
+	fmt.Printf("==> %s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }

@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 )
 
-// parallel runs f(0..n-1) on workers goroutines and returns the first error.
-func parallel(ctx context.Context, workers, n int, f func(int) error) error {
+// Parallel runs f(0..n-1) on workers goroutines and returns the first error.
+func Parallel(ctx context.Context, workers, n int, f func(int) error) error {
 	var next atomic.Int64
 	var first error
 	var once sync.Once
