@@ -53,6 +53,11 @@ test: verify lint controlplane helm krew promtool chromium ## Run every check an
 bench: controlplane build ## Measure convergence, writes, latency and memory against the API server's raw write rate (BENCH_FLAGS="-n 50000").
 	go run ./hack/bench $(BENCH_FLAGS)
 
+.PHONY: bench-peers
+bench-peers: controlplane build ## Compare with a plain client and Kyverno's mutate-existing paths, each on a fresh control plane (BENCH_PEERS_FLAGS="-n 3000").
+	hack/bench-peers/kyverno.sh $(LOCALBIN)
+	go run ./hack/bench-peers $(BENCH_PEERS_FLAGS)
+
 ##@ Development
 
 .PHONY: manifests
