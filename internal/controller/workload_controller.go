@@ -130,7 +130,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 
 	// A young object's duty events wait for its related objects (see
 	// evaluate.HoldEvents); its states are written now.
-	previous, heldUntil := evaluate.HoldEvents(&res, annotations, obj.GetCreationTimestamp().Time, r.EventGrace, start)
+	hold := evaluate.HoldEvents(&res, annotations, obj.GetCreationTimestamp().Time, r.EventGrace, start)
 	digest := evaluate.OwnedDigest(res.Annotations, res.Labels)
 	// An object no model matches, whose remaining responsibility.io keys the
 	// operator already found there after its last write, carries a tenant's
@@ -148,8 +148,8 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, key watch.Key) (reco
 		// transition (the common case of a resync or a restart), and its
 		// annotation need not be parsed.
 		var transitions []evaluate.Transition
-		if heldUntil.IsZero() {
-			transitions = evaluate.Transitions(previous, res)
+		if hold.Until.IsZero() {
+			transitions = evaluate.Transitions(hold.Reported(annotations), res)
 		}
 		ignored := evaluate.NewlyIgnoredWaivers(annotations[v1alpha1.AnnotationIgnoredWaivers], res)
 		if err := r.Events.Transitions(ctx, obj, nsUID, transitions, ignored); err != nil {

@@ -49,7 +49,8 @@ func TestHoldEvents(t *testing.T) {
 			in := tt.in
 			in.Now = tt.now
 			res := Evaluate([]*Model{m}, in)
-			previous, until := HoldEvents(&res, tt.annotations, created, tt.grace, tt.now)
+			hold := HoldEvents(&res, tt.annotations, created, tt.grace, tt.now)
+			previous, until := hold.Reported(tt.annotations), hold.Until
 			got, held := res.Annotations[v1alpha1.AnnotationEventsHeldUntil]
 			if held != tt.wantHeld || held && (got != end.Format(time.RFC3339) || !until.Equal(end) || !res.NextChange.Equal(end)) || !held && !until.IsZero() {
 				t.Errorf("held = %v (%q, until %v), want %v until %v", held, got, until, tt.wantHeld, end)
