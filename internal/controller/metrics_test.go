@@ -12,8 +12,10 @@ import (
 	"github.com/responsibility-operator/responsibility-operator/internal/metrics"
 )
 
-// metricValue reads one series from controller-runtime's registry, as a
-// scrape would; ok is false when the series does not exist.
+// metricValue reads from controller-runtime's registry, as a scrape would,
+// the sum of the series that have labels (one series when labels name them
+// all; CustomerDutyUnmet events, for one, are counted by type too, Warning
+// and Normal); ok is false when no series matches.
 func metricValue(t *testing.T, name string, labels map[string]string) (value float64, ok bool) {
 	t.Helper()
 	families, err := crmetrics.Registry.Gather()
@@ -30,13 +32,13 @@ func metricValue(t *testing.T, name string, labels map[string]string) (value flo
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), true
+				value, ok = value+m.GetGauge().GetValue(), true
 			case m.Counter != nil:
-				return m.GetCounter().GetValue(), true
+				value, ok = value+m.GetCounter().GetValue(), true
 			}
 		}
 	}
-	return 0, false
+	return value, ok
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {
