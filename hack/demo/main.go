@@ -437,33 +437,12 @@ func waitFindings(ctx context.Context, c client.Client, workloads []samples.Work
 	for _, w := range workloads {
 		objects = append(objects, w.Unstructured)
 	}
-	deadline := time.Now().Add(timeout)
 	for _, ns := range []string{"shop", "legacy"} {
-		for {
-			f, err := devcluster.ReadFindings(ctx, c, ns, objects)
-			if err != nil {
-				return err
-			}
-			problems := f.Problems()
-			if len(f.Held) == 0 && len(problems) == 0 {
-				namespaceWide := 0
-				for _, k := range f.Unmet {
-					if strings.HasPrefix(k, "Namespace/") {
-						namespaceWide++
-					}
-				}
-				fmt.Printf("namespace %s: %d findings (%d of them namespace-wide), each reported by one event, none for a duty met in the end\n", ns, len(f.Unmet), namespaceWide)
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("namespace %s after %s: events held on %v; %s", ns, timeout, f.Held, strings.Join(problems, "; "))
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
+		f, err := devcluster.WaitFindings(ctx, c, ns, objects, timeout)
+		if err != nil {
+			return err
 		}
+		fmt.Printf("namespace %s: %d findings (%d of them namespace-wide), each reported by one event, none for a duty met in the end\n", ns, len(f.Unmet), f.NamespaceWide())
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -110,4 +111,41 @@ func ReadFindings(ctx context.Context, c client.Reader, namespace string, object
 
 func findingKey(kind, name, model, duty string) string {
 	return fmt.Sprintf("%s/%s %s/%s", kind, name, model, duty)
+}
+
+// WaitFindings polls ReadFindings until no object of namespace is held and
+// Problems finds nothing, and returns those findings; after timeout it
+// returns the last ones read with an error that lists what is still wrong.
+func WaitFindings(ctx context.Context, c client.Reader, namespace string, objects []*unstructured.Unstructured, timeout time.Duration) (Findings, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		f, err := ReadFindings(ctx, c, namespace, objects)
+		if err != nil {
+			return f, err
+		}
+		problems := f.Problems()
+		if len(f.Held) == 0 && len(problems) == 0 {
+			return f, nil
+		}
+		if time.Now().After(deadline) {
+			return f, fmt.Errorf("namespace %s after %s: events still held on %v; %d problems:\n  %s", namespace, timeout, f.Held, len(problems), strings.Join(problems, "\n  "))
+		}
+		select {
+		case <-ctx.Done():
+			return f, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// NamespaceWide counts the findings of the namespace itself (a
+// namespace-wide duty's), not of one of its objects.
+func (f Findings) NamespaceWide() int {
+	n := 0
+	for _, k := range f.Unmet {
+		if strings.HasPrefix(k, "Namespace/") {
+			n++
+		}
+	}
+	return n
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -131,23 +130,12 @@ func runManager(t *testing.T, cfg *rest.Config, opts controller.Options) client.
 // none for a duty met once every sample was applied.
 func waitFindingsOnce(t *testing.T, c client.Client, objects []*unstructured.Unstructured) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
 	for _, ns := range []string{"shop", "legacy"} {
-		for {
-			f, err := devcluster.ReadFindings(t.Context(), c, ns, objects)
-			if err != nil {
-				t.Fatal(err)
-			}
-			problems := f.Problems()
-			if len(f.Held) == 0 && len(problems) == 0 {
-				t.Logf("namespace %s: %d findings, each reported by one event", ns, len(f.Unmet))
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("namespace %s: events still held on %v; %d problems:\n  %s", ns, f.Held, len(problems), strings.Join(problems, "\n  "))
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
+		f, err := devcluster.WaitFindings(t.Context(), c, ns, objects, time.Minute)
+		if err != nil {
+			t.Error(err)
+			continue
 		}
+		t.Logf("namespace %s: %d findings (%d of them namespace-wide), each reported by one event", ns, len(f.Unmet), f.NamespaceWide())
 	}
 }
