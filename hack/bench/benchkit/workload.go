@@ -75,7 +75,7 @@ var Kinds = []Kind{
 		Duties: []string{"vm-snapshot-taken", "ssh-keys-managed", "no-inline-passwords"},
 		Extra: []v1alpha1.Duty{
 			{Name: "run-strategy-set", Rule: "has(object.spec.runStrategy)", Message: "Set spec.runStrategy"},
-			{Name: "resource-limits-set", Rule: "has(object.spec.Template.spec.domain.resources.limits)", Message: "Set resource limits"},
+			{Name: "resource-limits-set", Rule: "has(object.spec.template.spec.domain.resources.limits)", Message: "Set resource limits"},
 		},
 		Neglect: func(*unstructured.Unstructured) bool { return false },
 	},
@@ -85,8 +85,8 @@ var Kinds = []Kind{
 		Model:    "serverless-containers.yaml",
 		Duties:   []string{"resource-limits-set", "image-pinned", "no-literal-secrets"},
 		Extra: []v1alpha1.Duty{
-			{Name: "non-root", Rule: "object.spec.Template.spec.containers.all(c, c.?securityContext.?runAsNonRoot.orValue(false))", Message: "Run containers as non-root"},
-			{Name: "min-scale-set", Rule: "'autoscaling.knative.dev/min-scale' in object.spec.Template.metadata.?annotations.orValue({})", Message: "Set a minimum scale"},
+			{Name: "non-root", Rule: "object.spec.template.spec.containers.all(c, c.?securityContext.?runAsNonRoot.orValue(false))", Message: "Run containers as non-root"},
+			{Name: "min-scale-set", Rule: "'autoscaling.knative.dev/min-scale' in object.spec.template.metadata.?annotations.orValue({})", Message: "Set a minimum scale"},
 		},
 		Neglect: func(obj *unstructured.Unstructured) bool {
 			SetImage(obj, "ghcr.io/example/shop-frontend:latest")
