@@ -192,6 +192,10 @@ func (e *env) start(ctx context.Context, r *Contender, ctrl *controller, inputs 
 		if err := op.WaitReady(ctx, 30*time.Second); err != nil {
 			return time.Time{}, err
 		}
+		// As Kyverno's, once it leads and its controllers run.
+		if err := op.WaitWorking(ctx, "workload", 30*time.Second); err != nil {
+			return time.Time{}, err
+		}
 		inputs["responsibilitymodels.responsibility.io"] = len(e.models)
 		benchkit.Step("operator: applying %d models with 5 duties each", len(e.models))
 		start = time.Now()

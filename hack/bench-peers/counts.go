@@ -11,8 +11,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/responsibility-operator/responsibility-operator/hack/bench/benchkit"
 	"github.com/responsibility-operator/responsibility-operator/internal/devcluster"
 )
 
@@ -84,39 +84,28 @@ func (e *env) counters(ctx context.Context) (counters, error) {
 // objectCounts counts the objects of every listable resource the server
 // serves (its preferred version), by "resource.group".
 func (e *env) objectCounts(ctx context.Context) (map[string]int, error) {
-	lists, err := e.disc.ServerPreferredResources()
+	gvrs, err := benchkit.ListableResources(e.disc)
 	if err != nil {
-		return nil, fmt.Errorf("discover resources: %w", err)
+		return nil, err
 	}
 	out := map[string]int{}
-	for _, l := range lists {
-		gv, err := schema.ParseGroupVersion(l.GroupVersion)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", l.GroupVersion, err)
+	for _, gvr := range gvrs {
+		n, cont := 0, ""
+		for {
+			list, err := e.meta.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1000, Continue: cont})
+			if err != nil {
+				return nil, fmt.Errorf("list %s: %w", gvr, err)
+			}
+			n += len(list.Items)
+			if cont = list.GetContinue(); cont == "" {
+				break
+			}
 		}
-		for _, r := range l.APIResources {
-			// events.k8s.io's Events are the core Events in another version.
-			if strings.Contains(r.Name, "/") || !contains(r.Verbs, "list") || (gv.Group == "events.k8s.io" && r.Name == "events") {
-				continue
-			}
-			gvr := gv.WithResource(r.Name)
-			n, cont := 0, ""
-			for {
-				list, err := e.meta.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1000, Continue: cont})
-				if err != nil {
-					return nil, fmt.Errorf("list %s: %w", gvr, err)
-				}
-				n += len(list.Items)
-				if cont = list.GetContinue(); cont == "" {
-					break
-				}
-			}
-			key := gvr.Resource
-			if gvr.Group != "" {
-				key += "." + gvr.Group
-			}
-			out[key] = n
+		key := gvr.Resource
+		if gvr.Group != "" {
+			key += "." + gvr.Group
 		}
+		out[key] = n
 	}
 	return out, nil
 }

@@ -82,8 +82,14 @@ func (b *bench) smallEdit(ctx context.Context, r *Results) error {
 	changed, seconds, writes, err := b.editModels(ctx, func(m *v1alpha1.ResponsibilityModel) {
 		for a := range m.Spec.Areas {
 			for d := range m.Spec.Areas[a].Duties {
-				if m.Spec.Areas[a].Duties[d].Name == "image-pinned" {
-					m.Spec.Areas[a].Duties[d].Message += " (see the image policy)"
+				if duty := &m.Spec.Areas[a].Duties[d]; duty.Name == "image-pinned" {
+					// The catalog's duty words its message with an
+					// expression, which wins over the message.
+					if duty.MessageExpression != "" {
+						duty.MessageExpression = "(" + duty.MessageExpression + ") + ' (see the image policy)'"
+					} else {
+						duty.Message += " (see the image policy)"
+					}
 				}
 			}
 		}

@@ -49,12 +49,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -68,9 +70,11 @@ import (
 type options struct {
 	root, manager, assets, dir, out string
 	n, namespaces, concurrency      int
+	series                          int
 	rate                            float64
 	streamFor, recheck              time.Duration
 	operatorArgs, operatorEnv       benchkit.StringList
+	skip                            benchkit.StringList
 	operatorNice                    int
 	heapProfile, cpuProfile         string
 	recheckProfile                  string
@@ -91,6 +95,7 @@ func run() error {
 	}
 	o := options{root: root}
 	flag.IntVar(&o.n, "n", 10000, "number of workloads")
+	flag.IntVar(&o.series, "series", 0, "instead of the phases, measure first convergence this many times, each between two plain passes on the same control plane (writes bench/series-<n>.json)")
 	flag.IntVar(&o.namespaces, "namespaces", 20, "number of namespaces")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent writes of the baseline client (the operator's --workload-concurrency default)")
 	flag.Float64Var(&o.rate, "rate", 50, "updates per second of the latency stream")
@@ -106,10 +111,20 @@ func run() error {
 	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
 	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority (1-19), so that it yields the CPU it shares with the API server")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")
+	flag.Var(&o.skip, "skip", "leave out a phase (repeatable): "+phaseSmallEdit+", "+phaseFanOut+" (and the plain rewrite pass it is compared with), "+phaseLatency+", "+phaseRecheck)
 	flag.Var(&o.operatorArgs, "operator-arg", "extra operator flag (repeatable), e.g. -operator-arg=--workload-concurrency=32")
 	flag.Parse()
+	for _, p := range o.skip {
+		if !slices.Contains([]string{phaseSmallEdit, phaseFanOut, phaseLatency, phaseRecheck}, p) {
+			return fmt.Errorf("-skip %s: not a phase that can be left out (%s, %s, %s, %s)", p, phaseSmallEdit, phaseFanOut, phaseLatency, phaseRecheck)
+		}
+	}
 	if o.out == "" {
-		o.out = filepath.Join(root, "bench", fmt.Sprintf("results-%d.json", o.n))
+		name := fmt.Sprintf("results-%d.json", o.n)
+		if o.series > 0 {
+			name = fmt.Sprintf("series-%d.json", o.n)
+		}
+		o.out = filepath.Join(root, "bench", name)
 	}
 	if _, err := os.Stat(o.manager); err != nil {
 		return fmt.Errorf("%s is missing: run `make bench`, which builds it", o.manager)
@@ -120,11 +135,22 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	res, err := measure(ctx, o)
-	if err != nil {
-		return err
+	var res any
+	if o.series > 0 {
+		s, err := measureSeries(ctx, o)
+		if err != nil {
+			return err
+		}
+		printSeries(s)
+		res = s
+	} else {
+		r, err := measure(ctx, o)
+		if err != nil {
+			return err
+		}
+		printTable(r)
+		res = r
 	}
-	printTable(res)
 	raw, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
@@ -149,6 +175,7 @@ type bench struct {
 	cluster   *devcluster.Cluster
 	c         client.Client
 	dyn       dynamic.Interface
+	disc      discovery.DiscoveryInterface
 	raw       rest.Interface
 	workloads []*benchkit.Workload
 	models    []*v1alpha1.ResponsibilityModel
@@ -167,38 +194,83 @@ type bench struct {
 	pprofPort      int
 }
 
+// The phases -skip can leave out.
+const (
+	phaseSmallEdit = "small-edit"
+	phaseFanOut    = "fan-out"
+	phaseLatency   = "latency"
+	phaseRecheck   = "recheck"
+)
+
 func step(format string, args ...any) {
 	fmt.Printf("==> %s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func measure(ctx context.Context, o options) (*Results, error) {
+// start starts a local control plane and the benchmark's clients; the
+// caller stops b.cluster.
+func start(o options) (*bench, error) {
 	b := &bench{o: o, tracker: benchkit.NewTracker()}
 	step("starting a local control plane")
 	cluster, err := devcluster.StartCluster(devcluster.ClusterOptions{Root: o.root, Assets: o.assets, Dir: o.dir})
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = cluster.Stop() }()
 	b.cluster = cluster
-	cfg := rest.CopyConfig(cluster.Config)
+	if err := b.clients(); err != nil {
+		_ = cluster.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) clients() error {
+	cfg := rest.CopyConfig(b.cluster.Config)
 	cfg.QPS, cfg.Burst = -1, 0 // the baseline measures the server, not a client-side limit
 	scheme := k8sruntime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, err
+		return err
 	}
+	var err error
 	if b.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		return nil, err
+		return err
 	}
 	if b.dyn, err = dynamic.NewForConfig(cfg); err != nil {
-		return nil, err
+		return err
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.raw = cs.CoreV1().RESTClient()
+	b.disc = cs.Discovery()
+	return nil
+}
 
-	r := &Results{N: o.n, Namespaces: o.namespaces, Concurrency: o.concurrency, CPUs: runtime.NumCPU(), Started: time.Now().UTC().Format(time.RFC3339)}
+// measureSeries is -series: set-up, then the rounds of series.go.
+func measureSeries(ctx context.Context, o options) (*Series, error) {
+	b, err := start(o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = b.cluster.Stop() }()
+	defer func() {
+		if b.operator != nil {
+			_ = b.operator.Stop()
+		}
+	}()
+	if err := b.setUp(ctx); err != nil {
+		return nil, err
+	}
+	return b.series(ctx, o.series)
+}
+
+func measure(ctx context.Context, o options) (*Results, error) {
+	b, err := start(o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = b.cluster.Stop() }()
+	r := &Results{N: o.n, Namespaces: o.namespaces, Concurrency: o.concurrency, CPUs: runtime.NumCPU(), Started: time.Now().UTC().Format(time.RFC3339), Skipped: o.skip}
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}
@@ -210,11 +282,19 @@ func measure(ctx context.Context, o options) (*Results, error) {
 			_ = b.operator.Stop()
 		}
 	}()
-	phases := []func(context.Context, *Results) error{
-		b.converge, b.resync, b.restart, b.smallEdit, b.fanOut, b.latency, b.recheck,
+	phases := []struct {
+		name string
+		run  func(context.Context, *Results) error
+	}{
+		{"converge", b.converge}, {"resync", b.resync}, {"restart", b.restart}, {phaseSmallEdit, b.smallEdit},
+		{phaseFanOut, b.fanOut}, {phaseLatency, b.latency}, {phaseRecheck, b.recheck},
 	}
 	for _, phase := range phases {
-		if err := phase(ctx, r); err != nil {
+		if slices.Contains(o.skip, phase.name) {
+			step("skipping %s (-skip)", phase.name)
+			continue
+		}
+		if err := phase.run(ctx, r); err != nil {
 			return nil, fmt.Errorf("%w (operator log: %s)", err, filepath.Join(o.dir, "manager.log"))
 		}
 	}
@@ -224,6 +304,6 @@ func measure(ctx context.Context, o options) (*Results, error) {
 	if err := b.closingBaseline(ctx, r); err != nil {
 		return nil, err
 	}
-	r.Goals = goals(r)
+	r.Goals = goals(r, o.skip)
 	return r, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -14,7 +15,9 @@ type Results struct {
 	Concurrency int    `json:"concurrency"`
 	CPUs        int    `json:"cpus"`
 	Started     string `json:"started"`
-	Baseline    struct {
+	// Skipped are the phases left out (-skip).
+	Skipped  []string `json:"skipped,omitempty"`
+	Baseline struct {
 		Seconds         float64 `json:"seconds"`
 		WritesPerSecond float64 `json:"writesPerSecond"`
 		// RewriteSeconds is the same client rewriting every object's
@@ -173,26 +176,48 @@ type Goal struct {
 	Target   string `json:"target"`
 	Measured string `json:"measured"`
 	Met      bool   `json:"met"`
+	// Skipped: the phase that measures it did not run (-skip).
+	Skipped bool `json:"skipped,omitempty"`
+	phase   string
 }
 
-func goals(r *Results) []Goal {
-	return []Goal{
-		{"converge / baseline", "≤ 1.3", fmt.Sprintf("%.2f (passes: %.2f, %.2f, %.2f)", r.Converge.RatioToMedian, r.Converge.Ratio, r.Converge.RatioToAgain,
-			r.Converge.Seconds/r.Baseline.AfterSeconds), r.Converge.RatioToMedian <= 1.3},
-		{"writes per object, first convergence", "1", fmt.Sprintf("%.3f", r.Converge.WritesPerObject), r.Converge.WritesPerObject == 1},
-		{"writes on forced re-evaluation", "0", fmt.Sprint(r.Resync.Writes), r.Resync.Writes == 0 && r.Resync.Reconciles >= r.N},
-		{"writes on restart", "0", fmt.Sprint(r.Restart.Writes), r.Restart.Writes == 0},
-		{"writes after an edit changing few", "= changed objects", fmt.Sprintf("%d for %d", r.SmallEdit.Writes, r.SmallEdit.ChangedObjects), r.SmallEdit.Writes == r.SmallEdit.ChangedObjects},
-		{"fan-out / baseline", "≤ 1.3", fmt.Sprintf("%.2f (1st pass %.2f, a plain rewrite %.2f)", r.FanOut.RatioToMedian, r.FanOut.Ratio, r.FanOut.RatioToRewrite),
-			r.FanOut.RatioToMedian <= 1.3 && r.FanOut.Writes == r.FanOut.ChangedObjects},
-		{"p99 update → annotation", "≤ 1000 ms", fmt.Sprintf("%.0f ms", r.Latency.P99Ms), r.Latency.P99Ms <= 1000},
-		{"writes per idle recheck cycle", "0", fmt.Sprintf("%.0f (%.0f reconciles of %d)", r.Recheck.TargetWritesPerCycle+r.Recheck.EventsPerCycle, r.Recheck.ReconcilesPerCycle, r.Recheck.Objects),
-			r.Recheck.TargetWritesPerCycle == 0 && r.Recheck.EventsPerCycle == 0 && r.Recheck.ReconcilesPerCycle >= float64(r.Recheck.Objects)},
-		{"p99 backup completed → annotation", "≤ 1000 ms", fmt.Sprintf("%.0f ms", r.Recheck.Stream.P99Ms), r.Recheck.Stream.P99Ms <= 1000},
-		{"operator peak RSS", "≤ 200 MiB", fmt.Sprintf("%.0f MiB", r.Memory.PeakRSSMiB), r.Memory.PeakRSSMiB <= 200},
-		{"events = transitions", "equal", fmt.Sprintf("%d created, %d counted, %d transitions", r.Events.Created, r.Events.CountedByOperator, r.Events.Transitions),
-			r.Events.Created == r.Events.Transitions && r.Events.CountedByOperator == r.Events.Transitions},
+// rssBaseMiB is the fixed part of the operator's peak RSS that issue 27's
+// memory goal allows on top of 10 KiB per cached workload: the binary, the
+// compiled catalog rules, client-go and the informers of an empty cluster
+// (about 60 MiB measured, docs/performance.md#memory).
+const rssBaseMiB = 64
+
+func goals(r *Results, skipped []string) []Goal {
+	rssGoal := rssBaseMiB + float64(r.N)*10/1024
+	gs := []Goal{
+		{Name: "converge / baseline", Target: "≤ 1.3", Measured: fmt.Sprintf("%.2f (passes: %.2f, %.2f, %.2f)", r.Converge.RatioToMedian, r.Converge.Ratio, r.Converge.RatioToAgain,
+			r.Converge.Seconds/r.Baseline.AfterSeconds), Met: r.Converge.RatioToMedian <= 1.3},
+		{Name: "converge / baseline (issue 27)", Target: "≤ 1.15", Measured: fmt.Sprintf("%.2f", r.Converge.RatioToMedian), Met: r.Converge.RatioToMedian <= 1.15},
+		{Name: "writes per object, first convergence", Target: "1", Measured: fmt.Sprintf("%.3f", r.Converge.WritesPerObject), Met: r.Converge.WritesPerObject == 1},
+		{Name: "writes on forced re-evaluation", Target: "0", Measured: fmt.Sprint(r.Resync.Writes), Met: r.Resync.Writes == 0 && r.Resync.Reconciles >= r.N},
+		{Name: "writes on restart", Target: "0", Measured: fmt.Sprint(r.Restart.Writes), Met: r.Restart.Writes == 0},
+		{Name: "restart re-evaluation", Target: "≤ 60 s", Measured: fmt.Sprintf("%.1f s", r.Restart.Seconds), Met: r.Restart.Seconds <= 60},
+		{Name: "writes after an edit changing few", Target: "= changed objects", Measured: fmt.Sprintf("%d for %d", r.SmallEdit.Writes, r.SmallEdit.ChangedObjects),
+			Met: r.SmallEdit.Writes == r.SmallEdit.ChangedObjects && r.SmallEdit.ChangedObjects > 0, phase: phaseSmallEdit},
+		{Name: "fan-out / baseline", Target: "≤ 1.3", Measured: fmt.Sprintf("%.2f (1st pass %.2f, a plain rewrite %.2f)", r.FanOut.RatioToMedian, r.FanOut.Ratio, r.FanOut.RatioToRewrite),
+			Met: r.FanOut.RatioToMedian <= 1.3 && r.FanOut.Writes == r.FanOut.ChangedObjects, phase: phaseFanOut},
+		{Name: "p99 update → annotation", Target: "≤ 1000 ms", Measured: fmt.Sprintf("%.0f ms", r.Latency.P99Ms), Met: r.Latency.P99Ms <= 1000, phase: phaseLatency},
+		{Name: "writes per idle recheck cycle", Target: "0", Measured: fmt.Sprintf("%.0f (%.0f reconciles of %d)", r.Recheck.TargetWritesPerCycle+r.Recheck.EventsPerCycle, r.Recheck.ReconcilesPerCycle, r.Recheck.Objects),
+			Met: r.Recheck.TargetWritesPerCycle == 0 && r.Recheck.EventsPerCycle == 0 && r.Recheck.ReconcilesPerCycle >= float64(r.Recheck.Objects), phase: phaseRecheck},
+		{Name: "p99 backup completed → annotation", Target: "≤ 1000 ms", Measured: fmt.Sprintf("%.0f ms", r.Recheck.Stream.P99Ms), Met: r.Recheck.Stream.P99Ms <= 1000, phase: phaseRecheck},
+		{Name: "operator peak RSS", Target: "≤ 200 MiB", Measured: fmt.Sprintf("%.0f MiB", r.Memory.PeakRSSMiB), Met: r.Memory.PeakRSSMiB <= 200},
+		{Name: "operator peak RSS (issue 27)", Target: fmt.Sprintf("≤ %d MiB + 10 KiB × N = %.0f MiB", rssBaseMiB, rssGoal),
+			Measured: fmt.Sprintf("%.0f MiB (%.1f KiB per workload above the base)", r.Memory.PeakRSSMiB, (r.Memory.PeakRSSMiB-rssBaseMiB)*1024/float64(max(r.N, 1))),
+			Met:      r.Memory.PeakRSSMiB <= rssGoal},
+		{Name: "events = transitions", Target: "equal", Measured: fmt.Sprintf("%d created, %d counted, %d transitions", r.Events.Created, r.Events.CountedByOperator, r.Events.Transitions),
+			Met: r.Events.Created == r.Events.Transitions && r.Events.CountedByOperator == r.Events.Transitions},
 	}
+	for i := range gs {
+		if gs[i].phase != "" && slices.Contains(skipped, gs[i].phase) {
+			gs[i] = Goal{Name: gs[i].Name, Target: gs[i].Target, Measured: "-skip " + gs[i].phase, Skipped: true}
+		}
+	}
+	return gs
 }
 
 func printTable(r *Results) {
@@ -203,7 +228,10 @@ func printTable(r *Results) {
 	_, _ = fmt.Fprintln(tw, "GOAL\tTARGET\tMEASURED\tMET")
 	for _, g := range r.Goals {
 		met := "yes"
-		if !g.Met {
+		switch {
+		case g.Skipped:
+			met = "skipped"
+		case !g.Met:
 			met = "NO"
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Target, g.Measured, met)

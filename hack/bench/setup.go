@@ -13,7 +13,7 @@ import (
 )
 
 // setUp creates the namespaces, the workloads and their related objects,
-// and starts watching the workloads.
+// warms the server (benchkit.WarmServer) and starts watching the workloads.
 func (b *bench) setUp(ctx context.Context) error {
 	var err error
 	if b.workloads, err = benchkit.Generate(b.o.root, b.o.n, b.o.namespaces); err != nil {
@@ -62,6 +62,9 @@ func (b *bench) setUp(ctx context.Context) error {
 			return fmt.Errorf("map %s: %w", gvk, err)
 		}
 		b.gvrs[m.Resource] = gvk
+	}
+	if err := benchkit.WarmServer(ctx, b.disc, b.dyn); err != nil {
+		return err
 	}
 	return b.tracker.Start(ctx, b.dyn, b.gvrs)
 }
