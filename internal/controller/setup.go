@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apiserver/pkg/cel/openapi/resolver"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,6 +98,10 @@ func Setup(mgr manager.Manager, opts Options) error {
 	disco, err := discovery.NewDiscoveryClientForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return fmt.Errorf("build a discovery client: %w", err)
+	}
+	writes, err := ownConnection(mgr.GetConfig())
+	if err != nil {
+		return err
 	}
 	modelQueue := &queueRef[reconcile.Request]{}
 	tally := ledger.NewTally(func(model string) { modelQueue.addAfter(modelRequest(model), statusDelay) })
@@ -197,7 +204,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 			}
 		},
 		Reader:             mgr.GetCache(),
-		Writer:             NewRESTApplier(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetRESTMapper()),
+		Writer:             NewRESTApplier(mgr.GetConfig(), writes, mgr.GetRESTMapper()),
 		Registry:           compiled,
 		Watcher:            watcher,
 		Written:            written,
@@ -339,4 +346,23 @@ func (r *queueRef[T]) addAfter(item T, d time.Duration) {
 	if q != nil {
 		q.AddAfter(item, d)
 	}
+}
+
+// ownConnection returns an HTTP client with a connection pool of its own.
+// The manager's client, cache and recorder share one HTTP/2 connection to
+// the API server; on it, the response to each of the workload controller's
+// applies queues behind the watch events of every other write, which
+// carry whole objects. A dial function of its own keeps client-go from
+// handing out its cached transport for the same TLS settings
+// (transport.tlsConfigKey), and is the dialer client-go uses by default.
+func ownConnection(cfg *rest.Config) (*http.Client, error) {
+	own := rest.CopyConfig(cfg)
+	if own.Dial == nil {
+		own.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	hc, err := rest.HTTPClientFor(own)
+	if err != nil {
+		return nil, fmt.Errorf("build the workload writes' HTTP client: %w", err)
+	}
+	return hc, nil
 }
