@@ -109,7 +109,7 @@ func run() error {
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a 10s CPU profile of the operator during first convergence to this file")
 	flag.StringVar(&o.recheckProfile, "recheck-cpu-profile", "", "save CPU profiles of the operator during the idle recheck cycles and the stream of completed backups to PREFIX-idle.pprof and PREFIX-stream.pprof")
 	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
-	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority (1-19), so that it yields the CPU it shares with the API server")
+	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority: 1-19 to yield the CPU it shares with the API server, below 0 (as root) to take it first")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")
 	flag.Var(&o.skip, "skip", "leave out a phase (repeatable): "+phaseSmallEdit+", "+phaseFanOut+" (and the plain rewrite pass it is compared with), "+phaseLatency+", "+phaseRecheck)
 	flag.Var(&o.operatorArgs, "operator-arg", "extra operator flag (repeatable), e.g. -operator-arg=--workload-concurrency=32")
@@ -225,7 +225,8 @@ func start(o options) (*bench, error) {
 
 func (b *bench) clients() error {
 	cfg := rest.CopyConfig(b.cluster.Config)
-	cfg.QPS, cfg.Burst = -1, 0 // the baseline measures the server, not a client-side limit
+	cfg.QPS, cfg.Burst = -1, 0             // the baseline measures the server, not a client-side limit
+	cfg.WarningHandler = rest.NoWarnings{} // WarmServer lists deprecated resources too
 	scheme := k8sruntime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err

@@ -42,7 +42,8 @@ type OperatorOptions struct {
 	Args []string
 	// Env are extra environment variables (NAME=value).
 	Env []string
-	// Nice, when above 0, runs the operator at that lower CPU priority.
+	// Nice, when not 0, runs the operator at that CPU priority: above 0
+	// lower, below 0 (as root) higher.
 	Nice int
 }
 
@@ -87,7 +88,7 @@ func StartOperator(opts OperatorOptions) (*Operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open operator log: %w", err)
 	}
-	if opts.Nice > 0 {
+	if opts.Nice != 0 {
 		// nice(1) execs the binary: same PID, every thread at the priority.
 		o.Cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(opts.Nice), opts.Binary}, args...)...)
 	} else {
