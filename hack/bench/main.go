@@ -106,7 +106,7 @@ func run() error {
 	flag.StringVar(&o.dir, "dir", filepath.Join(root, "tmp", "bench"), "directory for the kubeconfig and the operator's log")
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json; - for stdout)")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the operator's heap profile after first convergence to this file (go tool pprof)")
-	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a 10s CPU profile of the operator during first convergence to this file")
+	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a CPU profile of the operator during first convergence to this file, as long as a plain pass (10 s to 5 min)")
 	flag.StringVar(&o.recheckProfile, "recheck-cpu-profile", "", "save CPU profiles of the operator during the idle recheck cycles and the stream of completed backups to PREFIX-idle.pprof and PREFIX-stream.pprof")
 	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
 	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority: 1-19 to yield the CPU it shares with the API server, below 0 (as root) to take it first")
