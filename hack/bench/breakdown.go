@@ -11,8 +11,9 @@ const breakdownEvery = 30 * time.Second
 // logBreakdown logs, every breakdownEvery until ctx ends, what the API
 // server did in the last interval and who used the CPU: the rate of applies
 // to the workloads and the server's mean time for one, the cores the API
-// server, etcd, the operator and this benchmark (its watches) used, and the other writes. A convergence
-// that slows part way (at 50,000 objects it did) shows which of them grew.
+// server, etcd, the operator and this benchmark (its watches) used, and the
+// other writes. A convergence that slows part way (at 50,000 objects it
+// did) shows which of them grew.
 func (b *bench) logBreakdown(ctx context.Context) {
 	prev, err := b.apiWrites(ctx)
 	if err != nil {
