@@ -39,6 +39,9 @@ type projectingDecoder struct {
 	// names holds the object keys read recently, so that every object's
 	// "metadata", "labels" or "spec" is one string, not one per object.
 	names map[string]string
+	// shared makes equal maps and lists below an object's top level and
+	// its metadata one value (nil: every object has its own).
+	shared *sharedValues
 }
 
 // maxInternedNames bounds names: a stream of objects with ever new keys
@@ -50,7 +53,7 @@ const maxInternedNames = 4096
 var jsonOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 
 func newProjectingDecoder(gvk schema.GroupVersionKind, p *Projections) *projectingDecoder {
-	return &projectingDecoder{gvk: gvk, projections: p, names: map[string]string{}}
+	return &projectingDecoder{gvk: gvk, projections: p, names: map[string]string{}, shared: shared}
 }
 
 // fields is the kind's projection now (see Projections.kept).
@@ -139,7 +142,7 @@ func (d *projectingDecoder) projected(dec *jsontext.Decoder, f *evaluate.Fields)
 		if f.Each != nil {
 			return d.value(dec)
 		}
-		return d.members(dec, len(f.Named), func(name string) (any, bool, error) {
+		m, err := d.members(dec, len(f.Named), func(name string) (any, bool, error) {
 			c, ok := f.Named[name]
 			if !ok {
 				return nil, false, nil
@@ -147,11 +150,13 @@ func (d *projectingDecoder) projected(dec *jsontext.Decoder, f *evaluate.Fields)
 			v, err := d.projected(dec, c)
 			return v, true, err
 		})
+		return d.shared.share(m), err
 	case '[':
 		if f.Each == nil {
 			return d.value(dec)
 		}
-		return elements(dec, func() (any, error) { return d.projected(dec, f.Each) })
+		l, err := elements(dec, func() (any, error) { return d.projected(dec, f.Each) })
+		return d.shared.share(l), err
 	}
 	return d.value(dec)
 }
@@ -183,7 +188,7 @@ func (d *projectingDecoder) annotations(dec *jsontext.Decoder) (any, error) {
 	if dec.PeekKind() != '{' {
 		return d.value(dec)
 	}
-	return d.members(dec, 0, func(name string) (any, bool, error) {
+	m, err := d.members(dec, 0, func(name string) (any, bool, error) {
 		if name == lastAppliedAnnotation {
 			return nil, false, nil
 		}
@@ -193,11 +198,12 @@ func (d *projectingDecoder) annotations(dec *jsontext.Decoder) (any, error) {
 		}
 		return v, true, err
 	})
+	return d.shared.share(m), err
 }
 
 // value reads a whole value as the API machinery's JSON decoder does:
 // objects as map[string]any, arrays as []any, integers as int64, other
-// numbers as float64.
+// numbers as float64; maps and lists shared (sharedValues).
 func (d *projectingDecoder) value(dec *jsontext.Decoder) (any, error) {
 	switch dec.PeekKind() {
 	// The hottest loops, written out: through members and elements, a
@@ -216,7 +222,7 @@ func (d *projectingDecoder) value(dec *jsontext.Decoder) (any, error) {
 				return nil, err
 			}
 		}
-		return m, readDelim(dec, '}')
+		return d.shared.share(m), readDelim(dec, '}')
 	case '[':
 		if err := readDelim(dec, '['); err != nil {
 			return nil, err
@@ -229,7 +235,7 @@ func (d *projectingDecoder) value(dec *jsontext.Decoder) (any, error) {
 			}
 			l = append(l, v)
 		}
-		return l, readDelim(dec, ']')
+		return d.shared.share(l), readDelim(dec, ']')
 	}
 	tok, err := readToken(dec)
 	if err != nil {

@@ -178,14 +178,7 @@ func newJSONDecoder(data []byte) *jsontext.Decoder {
 func TestProjectingDecoderShares(t *testing.T) {
 	data := decodeSamples(t)[1]
 	d := newProjectingDecoder(decodeGVK, nil)
-	a, err := d.object(newJSONDecoder(data), d.fields())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := d.object(newJSONDecoder(data), d.fields())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := decodeTwice(t, d, data)
 	ua, ub := unstructured.Unstructured{Object: a}, unstructured.Unstructured{Object: b}
 	if sa, sb := ua.GetAnnotations()[v1alpha1.AnnotationDuties], ub.GetAnnotations()[v1alpha1.AnnotationDuties]; sa == "" || !sameString(sa, sb) {
 		t.Errorf("the duties annotation is decoded twice: %q, %q", sa, sb)
@@ -203,6 +196,75 @@ func TestProjectingDecoderShares(t *testing.T) {
 	if _, ok := a["metadata"].(map[string]any)["managedFields"]; ok {
 		t.Error("managedFields kept")
 	}
+}
+
+// decodeTwice decodes data with d twice.
+func decodeTwice(t *testing.T, d *projectingDecoder, data []byte) (a, b map[string]any) {
+	t.Helper()
+	var err error
+	for _, out := range []*map[string]any{&a, &b} {
+		if *out, err = d.object(newJSONDecoder(data), d.fields()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
+}
+
+// TestProjectingDecoderSharesMaps checks that maps and lists below an
+// object's top level and its metadata map are one value when equal
+// (sharedValues), and that those two are each object's own.
+func TestProjectingDecoderSharesMaps(t *testing.T) {
+	data := decodeSamples(t)[1]
+	d := newProjectingDecoder(decodeGVK, nil)
+	d.shared = newSharedValues()
+	a, b := decodeTwice(t, d, data)
+	if !sameMap(a["spec"], b["spec"]) {
+		t.Error("equal specs are two maps")
+	}
+	if !sameMap(a["metadata"].(map[string]any)["annotations"], b["metadata"].(map[string]any)["annotations"]) {
+		t.Error("equal annotations are two maps")
+	}
+	if sameMap(a, b) || sameMap(a["metadata"], b["metadata"]) {
+		t.Error("an object's top level or metadata is shared")
+	}
+	// An object that differs in one field shares what does not hold it.
+	var changed map[string]any
+	if err := json.Unmarshal(data, &changed); err != nil {
+		t.Fatal(err)
+	}
+	spec := changed["spec"].(map[string]any)
+	var field string
+	for k, v := range spec {
+		if m, ok := v.(map[string]any); ok && field == "" {
+			field, m["added"] = k, "x"
+		}
+	}
+	if field == "" {
+		t.Fatal("the sample's spec has no map member")
+	}
+	c, err := d.object(newJSONDecoder(mustJSON(t, changed)), d.fields())
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, cs := a["spec"].(map[string]any), c["spec"].(map[string]any)
+	if sameMap(as, cs) || sameMap(as[field], cs[field]) {
+		t.Errorf("a spec that differs in spec.%s is shared with one that does not", field)
+	}
+	if cs[field].(map[string]any)["added"] != "x" {
+		t.Errorf("changed spec.%s is %v", field, cs[field])
+	}
+	for k, v := range as {
+		if m, ok := v.(map[string]any); ok && k != field && !sameMap(m, cs[k]) {
+			t.Errorf("spec.%s is equal in both objects but two maps", k)
+		}
+	}
+}
+
+// sameMap is whether a and b are one map in memory.
+func sameMap(a, b any) bool {
+	ma, ok := a.(map[string]any)
+	mb, ok2 := b.(map[string]any)
+	return ok && ok2 && reflect.ValueOf(ma).UnsafePointer() == reflect.ValueOf(mb).UnsafePointer()
 }
 
 func TestProjectingDecoderRefusesBadJSON(t *testing.T) {
