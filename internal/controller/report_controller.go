@@ -57,6 +57,17 @@ const (
 	// 90 s convergence (make bench, its progress lines). At five minutes a
 	// convergence of 10,000 objects writes them once, when it is over.
 	reportMaxDelay = 5 * time.Minute
+	// reportBacklog is how many workload keys may wait to be evaluated
+	// before a due report waits for them: the annotations on the objects
+	// come first, and a report written while its namespace's objects are
+	// still being evaluated is written again once they are. At 50,000
+	// objects the convergence outlasts reportMaxDelay, and the reports of
+	// 20 namespaces of 2,500 objects (183 applies of up to 0.5 MiB) cut the
+	// rate of applies from 118/s to 63/s for its last 250 s (make bench).
+	reportBacklog = 256
+	// reportBusyMaxDelay bounds how long a report waits for the backlog, so
+	// that an operator that never catches up still writes its reports.
+	reportBusyMaxDelay = 30 * time.Minute
 	// reportKindRecheck is how long a missing report CRD is remembered.
 	reportKindRecheck = 30 * time.Second
 )
@@ -93,6 +104,9 @@ type ReportReconciler struct {
 	current map[string]time.Time
 	// Requeue, when set, enqueues a namespace's reconcile at once.
 	Requeue func(namespace string)
+	// Backlog, when set, is how many workload keys wait to be evaluated
+	// (see reportBacklog).
+	Backlog func() int
 }
 
 type burst struct{ first, last time.Time }
@@ -113,9 +127,15 @@ func (r *ReportReconciler) Changed(ns string, now time.Time) {
 }
 
 // holdOff returns how much longer the report of ns waits for its objects
-// to settle (see reportMaxDelay), or 0 when it is due; a due burst is
-// forgotten, and changes from then on start a new one.
+// to settle (see reportMaxDelay) or for the workloads' backlog (see
+// reportBacklog), or 0 when it is due; a due burst is forgotten, and
+// changes from then on start a new one.
 func (r *ReportReconciler) holdOff(ns string, now time.Time) time.Duration {
+	backlog := 0
+	if r.Backlog != nil {
+		// Read before r.mu is taken: it takes the watcher's and the queue's.
+		backlog = r.Backlog()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b, ok := r.bursts[ns]
@@ -128,6 +148,11 @@ func (r *ReportReconciler) holdOff(ns string, now time.Time) time.Duration {
 		return 0
 	}
 	wait := min(b.last.Add(reportDelay).Sub(now), b.first.Add(reportMaxDelay).Sub(now))
+	if busy := b.first.Add(reportBusyMaxDelay).Sub(now); wait <= 0 && busy > 0 && backlog > reportBacklog {
+		// Looked at again in reportDelay: the backlog does not say
+		// when it is gone.
+		return min(reportDelay, busy)
+	}
 	if wait <= 0 {
 		delete(r.bursts, ns)
 		return 0

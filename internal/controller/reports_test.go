@@ -142,3 +142,37 @@ func TestReportHoldOff(t *testing.T) {
 		t.Errorf("1 s into a new burst: waits %v, want 9s", d)
 	}
 }
+
+// TestReportHoldOffBacklog: a due report waits while more than
+// reportBacklog workload keys wait to be evaluated, but never longer than
+// reportBusyMaxDelay after the first change of its burst, and a report a
+// model's deletion waits for does not wait at all.
+func TestReportHoldOffBacklog(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	backlog := reportBacklog + 1
+	r := &ReportReconciler{Backlog: func() int { return backlog }}
+	r.Changed("ns", t0)
+	for _, c := range []struct {
+		at, want time.Duration
+	}{
+		{reportDelay, reportDelay},                      // quiet, but the backlog is long
+		{reportMaxDelay, reportDelay},                   // past the usual bound
+		{reportBusyMaxDelay - time.Second, time.Second}, // the backlog's own bound
+		{reportBusyMaxDelay, 0},
+	} {
+		if d := r.holdOff("ns", t0.Add(c.at)); d != c.want {
+			t.Errorf("backlog %d, %v after the first change: waits %v, want %v", backlog, c.at, d, c.want)
+		}
+	}
+	backlog = reportBacklog
+	r.Changed("drained", t0)
+	if d := r.holdOff("drained", t0.Add(reportDelay)); d != 0 {
+		t.Errorf("backlog %d, quiet namespace: waits %v, want 0", backlog, d)
+	}
+	backlog = reportBacklog + 1
+	r.Changed("deleting", t0)
+	r.urgent = map[string]bool{"deleting": true}
+	if d := r.holdOff("deleting", t0); d != 0 {
+		t.Errorf("urgent report with a backlog: waits %v, want 0", d)
+	}
+}

@@ -134,6 +134,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Requeue: func(ns string) {
 			reportQueue.addAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}}, 0)
 		},
+		Backlog: watcher.Backlog,
 	}
 	rc, err := controller.NewTyped[reconcile.Request]("policyreport", mgr, controller.TypedOptions[reconcile.Request]{Reconciler: reports})
 	if err != nil {

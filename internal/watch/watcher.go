@@ -210,6 +210,19 @@ func (w *Watcher) Epoch() uint64 {
 	return w.epoch
 }
 
+// Backlog is how many workload keys wait to be evaluated: those held until
+// the start gate opens (see Source) and those in the queue, not those being
+// evaluated or waiting for a retry.
+func (w *Watcher) Backlog() int {
+	w.mu.Lock()
+	q, n := w.queue, len(w.pending)
+	w.mu.Unlock()
+	if q != nil {
+		n += q.Len()
+	}
+	return n
+}
+
 // Covers reports whether the objects of the models' kinds read from the
 // cache since Epoch returned epoch hold every field the models read: of
 // target, and of every related kind. When a kind's cache keeps too little
