@@ -2,8 +2,8 @@ package watch
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"math"
-	"slices"
 	"sync"
 	"unsafe"
 )
@@ -23,28 +23,27 @@ import (
 // so; a reader that needs to change one copies it, as controller-runtime's
 // cache reader does), which is what makes sharing their parts safe.
 //
-// Values are shared bottom-up (hash-consing): a map or list is looked up by
-// its entries, and an entry that is itself a map or list by its address,
-// which is already the shared one. A key holds an address only while the
-// table holds the value that keeps it alive, so an address in a key is
-// never reused for another value. The table keeps recently shared values
-// in two generations of at most maxSharedValues each: a value shared again
-// moves to the newer, and the older is dropped when the newer fills, so
-// values no object holds any more are released, and objects that differ
-// everywhere cost a bounded table, not one that grows with them.
+// Values are shared bottom-up (hash-consing): a map or list is looked up
+// by a hash of its entries, an entry that is itself a map or list by its
+// address, which is already the shared one; a value found is shared only if
+// its entries are those of the value looked up (the same scalars, the same
+// maps and lists), so a collision costs sharing, never a wrong value. The
+// table keeps recently shared values in two generations of at most
+// maxSharedValues each: a value shared again moves to the newer, and the
+// older is dropped when the newer fills, so values no object holds any more
+// are released, and objects that differ everywhere cost a bounded table (a
+// hash and a value per entry), not one that grows with them or their size.
 type sharedValues struct {
 	mu        sync.Mutex
-	cur, prev map[string]any
-	// key and names are scratch space for building keys, under mu.
-	key   []byte
-	names []string
+	seed      maphash.Seed
+	cur, prev map[uint64]any
 }
 
 // maxSharedValues bounds each generation of sharedValues.
 const maxSharedValues = 1 << 14
 
 func newSharedValues() *sharedValues {
-	return &sharedValues{cur: map[string]any{}}
+	return &sharedValues{seed: maphash.MakeSeed(), cur: map[uint64]any{}}
 }
 
 // shared is the table every projectingDecoder shares values through: equal
@@ -58,98 +57,153 @@ func (s *sharedValues) share(v any) any {
 	if s == nil {
 		return v
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ok bool
-	switch v := v.(type) {
-	case map[string]any:
-		s.key, ok = s.appendMapKey(s.key[:0], v)
-	case []any:
-		s.key, ok = s.appendListKey(s.key[:0], v)
-	}
+	h, ok := s.hash(v)
 	if !ok {
 		return v
 	}
-	// Looked up with the scratch key converted, which does not copy it.
-	if c, hit := s.cur[string(s.key)]; hit {
-		return c
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, hit := s.cur[h]; hit {
+		if sameEntries(c, v) {
+			return c
+		}
+		return v
 	}
-	key := string(s.key)
-	if c, hit := s.prev[key]; hit {
+	if c, hit := s.prev[h]; hit && sameEntries(c, v) {
 		v = c
 	}
-	s.cur[key] = v
+	s.cur[h] = v
 	if len(s.cur) >= maxSharedValues {
-		s.prev, s.cur = s.cur, make(map[string]any, len(s.cur))
+		s.prev, s.cur = s.cur, make(map[uint64]any, len(s.cur))
 	}
 	return v
 }
 
-// appendMapKey appends m's key: its entries sorted by name, each its name
-// and its value's key. It reports false when m holds a value that is not
-// one a JSON decoder makes.
-func (s *sharedValues) appendMapKey(key []byte, m map[string]any) ([]byte, bool) {
-	s.names = s.names[:0]
-	for name := range m {
-		s.names = append(s.names, name)
-	}
-	slices.Sort(s.names)
-	key = append(key, '{')
-	for _, name := range s.names {
-		key = appendString(key, name)
-		var ok bool
-		if key, ok = appendValueKey(key, m[name]); !ok {
-			return key, false
+// hash is the hash of a map's or list's entries: of a map the sum of its
+// entries' hashes, each of its name and value, so that it does not depend
+// on the order a map is walked in; of a list the hash of its elements in
+// order. It reports false when v is not a map or list, or holds a value
+// that a JSON decoder does not make.
+func (s *sharedValues) hash(v any) (uint64, bool) {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	switch v := v.(type) {
+	case map[string]any:
+		sum := uint64(len(v))
+		for name, e := range v {
+			h.Reset()
+			_, _ = h.WriteString(name)
+			if !writeEntry(&h, e) {
+				return 0, false
+			}
+			sum += h.Sum64()
 		}
+		return sum, true
+	case []any:
+		_ = h.WriteByte('[')
+		for _, e := range v {
+			if !writeEntry(&h, e) {
+				return 0, false
+			}
+		}
+		return h.Sum64(), true
 	}
-	return key, true
+	return 0, false
 }
 
-// appendListKey appends l's key: its elements' keys in order.
-func (s *sharedValues) appendListKey(key []byte, l []any) ([]byte, bool) {
-	key = append(key, '[')
-	key = binary.AppendUvarint(key, uint64(len(l)))
-	for _, e := range l {
-		var ok bool
-		if key, ok = appendValueKey(key, e); !ok {
-			return key, false
-		}
-	}
-	return key, true
-}
-
-// appendValueKey appends the key of a map's or list's entry: the value of
-// a scalar, the address of a map or list (shared before its parent is).
-func appendValueKey(key []byte, v any) ([]byte, bool) {
+// writeEntry writes a map's or list's entry to h: the value of a scalar,
+// the address of a map or list (shared before its parent is).
+func writeEntry(h *maphash.Hash, v any) bool {
+	var b [9]byte
 	switch v := v.(type) {
 	case nil:
-		return append(key, 'n'), true
+		b[0] = 'n'
 	case bool:
+		b[0] = 'f'
 		if v {
-			return append(key, 't'), true
+			b[0] = 't'
 		}
-		return append(key, 'f'), true
 	case string:
-		return appendString(append(key, 's'), v), true
+		binary.LittleEndian.PutUint64(b[1:], uint64(len(v)))
+		b[0] = 's'
+		_, _ = h.Write(b[:])
+		_, _ = h.WriteString(v)
+		return true
 	case int64:
-		return binary.AppendUvarint(append(key, 'i'), uint64(v)), true
+		b[0] = 'i'
+		binary.LittleEndian.PutUint64(b[1:], uint64(v))
 	case float64:
-		return binary.AppendUvarint(append(key, 'd'), math.Float64bits(v)), true
+		b[0] = 'd'
+		binary.LittleEndian.PutUint64(b[1:], math.Float64bits(v))
 	case map[string]any:
-		// A map value is a pointer to the map.
-		return binary.AppendUvarint(append(key, 'm'), uint64(uintptr(*(*unsafe.Pointer)(unsafe.Pointer(&v))))), true
+		b[0] = 'm'
+		binary.LittleEndian.PutUint64(b[1:], uint64(uintptr(mapPointer(v))))
 	case []any:
-		if len(v) == 0 {
-			// Every empty list is equal, wherever its array is.
-			return append(key, 'e'), true
+		// Every empty list is equal, wherever its array is.
+		b[0] = 'e'
+		if len(v) > 0 {
+			b[0] = 'l'
+			binary.LittleEndian.PutUint64(b[1:], uint64(uintptr(unsafe.Pointer(unsafe.SliceData(v)))))
+			_, _ = h.Write(b[:])
+			binary.LittleEndian.PutUint64(b[1:], uint64(len(v)))
 		}
-		return binary.AppendUvarint(binary.AppendUvarint(append(key, 'l'), uint64(uintptr(unsafe.Pointer(unsafe.SliceData(v))))), uint64(len(v))), true
+	default:
+		return false
 	}
-	return key, false
+	_, _ = h.Write(b[:])
+	return true
 }
 
-// appendString appends s with its length first, so that no two sequences
-// of strings make the same key.
-func appendString(key []byte, s string) []byte {
-	return append(binary.AppendUvarint(key, uint64(len(s))), s...)
+// sameEntries reports whether a and b, maps or lists, hold the same
+// entries: equal scalars, and the same maps and lists.
+func sameEntries(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for name, ea := range a {
+			if eb, ok := b[name]; !ok || !sameEntry(ea, eb) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !sameEntry(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// sameEntry reports whether two entries are equal scalars or the same map
+// or list.
+func sameEntry(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		return ok && mapPointer(a) == mapPointer(b)
+	case []any:
+		b, ok := b.([]any)
+		return ok && len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b))
+	case float64:
+		b, ok := b.(float64)
+		return ok && math.Float64bits(a) == math.Float64bits(b)
+	case nil, bool, string, int64:
+		return a == b
+	}
+	return false
+}
+
+// mapPointer is the address of a map: a map value is a pointer to it.
+func mapPointer(m map[string]any) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&m))
 }

@@ -98,3 +98,44 @@ func TestSharedValuesGenerations(t *testing.T) {
 		t.Errorf("the table holds %d values, more than 2 × %d", n, maxSharedValues)
 	}
 }
+
+// TestSharedValuesCollision checks that a value found under the hash of
+// another is not returned for it.
+func TestSharedValuesCollision(t *testing.T) {
+	s := newSharedValues()
+	v := map[string]any{"a": "x"}
+	h, ok := s.hash(v)
+	if !ok {
+		t.Fatal("no hash")
+	}
+	other := map[string]any{"a": "y"}
+	s.cur[h] = other
+	if got := s.share(v); !same(got, v) {
+		t.Errorf("share returned %v for %v", got, v)
+	}
+}
+
+func TestSameEntries(t *testing.T) {
+	child := map[string]any{"k": "v"}
+	list := []any{"x"}
+	for _, c := range []struct {
+		name string
+		a, b any
+		want bool
+	}{
+		{"equal scalars", map[string]any{"s": "x", "i": int64(1), "f": 1.5, "b": true, "n": nil},
+			map[string]any{"s": "x", "i": int64(1), "f": 1.5, "b": true, "n": nil}, true},
+		{"the same children", []any{child, list, []any{}}, []any{child, list, []any{}}, true},
+		{"equal children apart", []any{child}, []any{map[string]any{"k": "v"}}, false},
+		{"a list and its prefix", []any{list}, []any{list[:0:0]}, false},
+		{"int and float", []any{int64(1)}, []any{float64(1)}, false},
+		{"a missing name", map[string]any{"a": nil}, map[string]any{"b": nil}, false},
+		{"more entries", map[string]any{"a": nil}, map[string]any{"a": nil, "b": nil}, false},
+		{"a map and a list", map[string]any{}, []any{}, false},
+		{"a string and a map", []any{"x"}, []any{child}, false},
+	} {
+		if got := sameEntries(c.a, c.b); got != c.want {
+			t.Errorf("%s: sameEntries = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
