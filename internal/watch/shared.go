@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -85,73 +84,76 @@ func (s *sharedValues) share(v any) any {
 // order. It reports false when v is not a map or list, or holds a value
 // that a JSON decoder does not make.
 func (s *sharedValues) hash(v any) (uint64, bool) {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
 	switch v := v.(type) {
 	case map[string]any:
 		sum := uint64(len(v))
 		for name, e := range v {
-			h.Reset()
-			_, _ = h.WriteString(name)
-			if !writeEntry(&h, e) {
+			eh, ok := s.entryHash(e)
+			if !ok {
 				return 0, false
 			}
-			sum += h.Sum64()
+			sum += mix(maphash.String(s.seed, name), eh)
 		}
 		return sum, true
 	case []any:
-		_ = h.WriteByte('[')
+		h := mix(tagList, uint64(len(v)))
 		for _, e := range v {
-			if !writeEntry(&h, e) {
+			eh, ok := s.entryHash(e)
+			if !ok {
 				return 0, false
 			}
+			h = mix(h, eh)
 		}
-		return h.Sum64(), true
+		return h, true
 	}
 	return 0, false
 }
 
-// writeEntry writes a map's or list's entry to h: the value of a scalar,
-// the address of a map or list (shared before its parent is).
-func writeEntry(h *maphash.Hash, v any) bool {
-	var b [9]byte
+// Tags that keep values of different types apart in entryHash.
+const (
+	tagNull = iota + 1
+	tagTrue
+	tagFalse
+	tagInt
+	tagFloat
+	tagMap
+	tagEmptyList
+	tagList
+)
+
+// entryHash is the hash of a map's or list's entry: of a scalar's value,
+// of a map's or list's address (shared before its parent is).
+func (s *sharedValues) entryHash(v any) (uint64, bool) {
 	switch v := v.(type) {
 	case nil:
-		b[0] = 'n'
+		return tagNull, true
 	case bool:
-		b[0] = 'f'
 		if v {
-			b[0] = 't'
+			return tagTrue, true
 		}
+		return tagFalse, true
 	case string:
-		binary.LittleEndian.PutUint64(b[1:], uint64(len(v)))
-		b[0] = 's'
-		_, _ = h.Write(b[:])
-		_, _ = h.WriteString(v)
-		return true
+		return maphash.String(s.seed, v), true
 	case int64:
-		b[0] = 'i'
-		binary.LittleEndian.PutUint64(b[1:], uint64(v))
+		return mix(tagInt, uint64(v)), true
 	case float64:
-		b[0] = 'd'
-		binary.LittleEndian.PutUint64(b[1:], math.Float64bits(v))
+		return mix(tagFloat, math.Float64bits(v)), true
 	case map[string]any:
-		b[0] = 'm'
-		binary.LittleEndian.PutUint64(b[1:], uint64(uintptr(mapPointer(v))))
+		return mix(tagMap, uint64(uintptr(mapPointer(v)))), true
 	case []any:
-		// Every empty list is equal, wherever its array is.
-		b[0] = 'e'
-		if len(v) > 0 {
-			b[0] = 'l'
-			binary.LittleEndian.PutUint64(b[1:], uint64(uintptr(unsafe.Pointer(unsafe.SliceData(v)))))
-			_, _ = h.Write(b[:])
-			binary.LittleEndian.PutUint64(b[1:], uint64(len(v)))
+		if len(v) == 0 {
+			// Every empty list is equal, wherever its array is.
+			return tagEmptyList, true
 		}
-	default:
-		return false
+		return mix(mix(tagList, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(v))))), uint64(len(v))), true
 	}
-	_, _ = h.Write(b[:])
-	return true
+	return 0, false
+}
+
+// mix combines h with v; for a given h, distinct v give distinct results.
+func mix(h, v uint64) uint64 {
+	h = (h ^ v) * 0x9e3779b97f4a7c15
+	return h ^ h>>32
 }
 
 // sameEntries reports whether a and b, maps or lists, hold the same
