@@ -51,9 +51,10 @@ var shared = newSharedValues()
 
 // share returns the shared value equal to v, a map[string]any or []any whose
 // maps and lists are shared already; v itself if there is none yet. Other
-// values are returned as they are.
+// values, and a nil map or list (what a decoder returns with an error, which
+// must not stand for an empty one), are returned as they are.
 func (s *sharedValues) share(v any) any {
-	if s == nil {
+	if s == nil || isNil(v) {
 		return v
 	}
 	h, ok := s.hash(v)
@@ -201,6 +202,17 @@ func sameEntry(a, b any) bool {
 		return ok && math.Float64bits(a) == math.Float64bits(b)
 	case nil, bool, string, int64:
 		return a == b
+	}
+	return false
+}
+
+// isNil reports whether v is a nil map or list.
+func isNil(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		return v == nil
+	case []any:
+		return v == nil
 	}
 	return false
 }

@@ -54,6 +54,10 @@ func TestSharedValues(t *testing.T) {
 			func(*sharedValues) any { return []any{"a", "a"} }, false},
 		{"a map and a list", func(*sharedValues) any { return map[string]any{} },
 			func(*sharedValues) any { return []any{} }, false},
+		{"a nil map and an empty one", func(*sharedValues) any { return map[string]any(nil) },
+			func(*sharedValues) any { return map[string]any{} }, false},
+		{"a nil list and an empty one", func(*sharedValues) any { return []any(nil) },
+			func(*sharedValues) any { return []any{} }, false},
 		{"a value no decoder makes", func(*sharedValues) any { return map[string]any{"a": 1} },
 			func(*sharedValues) any { return map[string]any{"a": 1} }, false},
 	} {
