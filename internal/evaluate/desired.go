@@ -144,7 +144,7 @@ func Evaluate(matched []*Model, in Input) Result {
 		act.params = m.params
 
 		for _, d := range m.Duties {
-			act.related, act.relatedItems = relatedFor(d, in.Related, m.joins, name)
+			act.related, act.relatedItems = m.relatedFor(d, in.Related, namespace, name)
 			dr := evaluateDuty(m, d, act)
 			dr.NamespaceWide = namespace != "" && d.NamespaceWide()
 			raw, waived := waivers[d.Name]
@@ -265,35 +265,57 @@ var noRelated = map[string]any{}
 // source the model joins on the workload's name (joins, see relatedJoins)
 // it keeps only the objects whose join field is name: the others cannot
 // change any expression's result, and a rule then walks one or two objects
-// rather than every one of the namespace.
-func relatedFor(d *Duty, all map[RelatedSource][]map[string]any, joins map[RelatedSource][]string, name string) (map[string]any, int) {
+// rather than every one of the namespace. A long list is looked up in the
+// model's index of it (joinIndex) rather than walked.
+func (m *Model) relatedFor(d *Duty, all map[RelatedSource][]map[string]any, namespace, name string) (map[string]any, int) {
 	if len(d.Related) == 0 {
 		return noRelated, 0
 	}
 	out := make(map[string]any, len(d.Related))
 	longest := 0
 	for _, r := range d.Related {
-		objs := all[r.Source()]
-		join := joins[r.Source()]
-		size := len(objs)
-		if join != nil {
-			size = 0
-		}
-		list := make([]any, 0, size)
-		for _, o := range objs {
-			if join != nil {
-				if v, _, _ := unstructured.NestedString(o, join...); v != name {
-					continue
+		src := r.Source()
+		objs, join := all[src], m.joins[src]
+		var list []any
+		switch {
+		case join != nil && m.joinIndex != nil && len(objs) >= minJoinIndexed:
+			list = m.joinIndex.joined(src, namespace, join, objs, name)
+			if !r.Selector.Empty() {
+				list = selected(r.Selector, list)
+			}
+		case join != nil:
+			for _, o := range objs {
+				if v, _, _ := unstructured.NestedString(o, join...); v == name && r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {
+					list = append(list, o)
 				}
 			}
-			if r.Selector.Empty() || r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {
-				list = append(list, o)
+		default:
+			list = make([]any, 0, len(objs))
+			for _, o := range objs {
+				if r.Selector.Empty() || r.Selector.Matches(labels.Set(stringMap(o, "metadata", "labels"))) {
+					list = append(list, o)
+				}
 			}
+		}
+		if list == nil {
+			list = []any{}
 		}
 		out[r.Name] = list
 		longest = max(longest, len(list))
 	}
 	return out, longest
+}
+
+// selected returns the objects of list whose labels sel matches, in a new
+// slice.
+func selected(sel labels.Selector, list []any) []any {
+	out := make([]any, 0, len(list))
+	for _, o := range list {
+		if sel.Matches(labels.Set(stringMap(o.(map[string]any), "metadata", "labels"))) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Unmet returns the unmet duties as model/duty, sorted.

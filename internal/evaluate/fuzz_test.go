@@ -930,7 +930,7 @@ func assertRuleOutcome(t *testing.T, sample, rule string, d *Duty, in Input, res
 func directState(t *testing.T, d *Duty, in Input) v1alpha1.DutyState {
 	t.Helper()
 	act := &activation{object: in.Object}
-	act.related, act.relatedItems = relatedFor(d, in.Related, nil, "")
+	act.related, act.relatedItems = (&Model{}).relatedFor(d, in.Related, "", "") // no joins: every object
 	if in.Namespace != nil {
 		act.namespace = in.Namespace
 	}

@@ -46,6 +46,9 @@ type Model struct {
 	relatedSources []RelatedSource
 	// joins are the fields the related sources are joined on (RelatedJoin).
 	joins map[RelatedSource][]string
+	// joinIndex indexes the long lists of joined sources by their join
+	// field; nil when no source is joined.
+	joinIndex *joinIndex
 	// fields are what the rules and messages read of the objects of each
 	// target and related kind.
 	fields map[schema.GroupVersionKind]*Fields
@@ -251,6 +254,9 @@ func Compile(rm *v1alpha1.ResponsibilityModel) (*Model, error) {
 		}
 	}
 	m.joins = relatedJoinsOf(m.Duties)
+	if len(m.joins) > 0 {
+		m.joinIndex = &joinIndex{}
+	}
 	errs = append(errs, checkParams(rm.Spec.Parameters, m.Duties)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
