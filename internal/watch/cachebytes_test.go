@@ -3,9 +3,11 @@ package watch
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -98,11 +100,14 @@ func benchObjects(b *testing.B, n int) (map[schema.GroupVersionKind][][]byte, *P
 	}
 	p := NewProjections()
 	out := map[schema.GroupVersionKind][][]byte{}
-	add := func(obj map[string]any, gvk schema.GroupVersionKind, i int) {
+	serial := 0
+	add := func(obj map[string]any, gvk schema.GroupVersionKind) {
 		md := obj["metadata"].(map[string]any)
-		// As the API server sets them.
-		md["uid"] = "8b2c4c5e-2f5e-4b0e-9b7e-" + string(rune('a'+i%26)) + "c3f4c1f3a7d"
-		md["resourceVersion"] = json.Number(string(rune('1' + i%9)))
+		// As the API server sets them: a unique uid, and a resourceVersion
+		// that is a string of etcd's revision.
+		md["uid"] = fmt.Sprintf("8b2c4c5e-2f5e-4b0e-9b7e-%012x", serial)
+		md["resourceVersion"] = strconv.Itoa(100000 + serial)
+		serial++
 		md["generation"] = 1
 		md["creationTimestamp"] = "2026-12-04T12:00:00Z"
 		data, err := json.Marshal(obj)
@@ -114,7 +119,7 @@ func benchObjects(b *testing.B, n int) (map[schema.GroupVersionKind][][]byte, *P
 			p.set(gvk, evaluate.FieldsOf(models, gvk))
 		}
 	}
-	for i, w := range workloads {
+	for _, w := range workloads {
 		obj := w.Obj.DeepCopy()
 		annotations, labels := oracle.Desired(obj)
 		a, l := obj.GetAnnotations(), obj.GetLabels()
@@ -125,9 +130,9 @@ func benchObjects(b *testing.B, n int) (map[schema.GroupVersionKind][][]byte, *P
 		maps.Copy(l, labels)
 		obj.SetAnnotations(a)
 		obj.SetLabels(l)
-		add(obj.Object, obj.GroupVersionKind(), i)
+		add(obj.Object, obj.GroupVersionKind())
 		if w.Related != nil {
-			add(w.Related.DeepCopy().Object, w.Related.GroupVersionKind(), i)
+			add(w.Related.DeepCopy().Object, w.Related.GroupVersionKind())
 		}
 	}
 	return out, p
