@@ -3,6 +3,7 @@ package evaluate
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -212,4 +213,39 @@ func TestJoinIndex(t *testing.T) {
 	if len(x.entries) > maxJoinIndexes {
 		t.Errorf("%d entries, more than %d", len(x.entries), maxJoinIndexes)
 	}
+}
+
+// TestJoinIndexConcurrent: the operator's workers look joined lists up at
+// once, for the same list and as lists change (go test -race).
+func TestJoinIndexConcurrent(t *testing.T) {
+	src := RelatedSource{GVK: backupGVK}
+	path := []string{"spec", "cluster"}
+	lists := make([][]map[string]any, 4)
+	for v := range lists {
+		for i := range minJoinIndexed + v {
+			lists[v] = append(lists[v], map[string]any{"metadata": map[string]any{"name": fmt.Sprint("b", i)},
+				"spec": map[string]any{"cluster": fmt.Sprint("c", i%8)}})
+		}
+	}
+	var x joinIndex
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				list := lists[(w+i/50)%len(lists)]
+				got := x.joined(src, fmt.Sprint("ns", w%2), path, list, "c3")
+				for _, o := range got {
+					if c := o.(map[string]any)["spec"].(map[string]any)["cluster"]; c != "c3" {
+						t.Errorf("joined an object of %v", c)
+						return
+					}
+				}
+				if want := (len(list) - 3 + 7) / 8; len(got) != want {
+					t.Errorf("%d objects of c3 in a list of %d, want %d", len(got), len(list), want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
