@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -109,28 +110,43 @@ type reviewAnswer struct {
 	allowed bool
 }
 
-// Resolve resolves every kind a model needs.
+// Resolve resolves every kind a model needs. The kinds, and the verbs of
+// each, are asked about at once: one after another, a model with a target
+// and two related kinds waited for thirteen round trips before it could
+// watch anything.
 func (r *Resolver) Resolve(ctx context.Context, needs []kindNeed) (resolution, error) {
+	type outcome struct {
+		gvr    schema.GroupVersionResource
+		served bool
+		denied []string
+		err    error
+	}
+	outcomes := make([]outcome, len(needs))
+	var wg sync.WaitGroup
+	for i, n := range needs {
+		wg.Go(func() {
+			o := &outcomes[i]
+			if o.gvr, o.served, o.err = r.resource(n.gvk); o.err != nil || !o.served {
+				return
+			}
+			o.denied, o.err = r.denied(ctx, o.gvr, n.verbs)
+		})
+	}
+	wg.Wait()
 	var res resolution
 	var missing, forbidden []string
-	for _, n := range needs {
-		gvr, ok, err := r.resource(n.gvk)
-		if err != nil {
-			return res, err
-		}
-		if !ok {
+	for i, n := range needs {
+		o := outcomes[i]
+		switch {
+		case o.err != nil:
+			return res, o.err
+		case !o.served:
 			missing = append(missing, fmt.Sprintf("%s (%s)", n.gvk.Kind, n.gvk.GroupVersion()))
-			continue
+		case len(o.denied) > 0:
+			forbidden = append(forbidden, fmt.Sprintf("%s on %s", strings.Join(o.denied, ","), resourceName(o.gvr)))
+		default:
+			res.resolved = append(res.resolved, n.gvk)
 		}
-		denied, err := r.denied(ctx, gvr, n.verbs)
-		if err != nil {
-			return res, err
-		}
-		if len(denied) > 0 {
-			forbidden = append(forbidden, fmt.Sprintf("%s on %s", strings.Join(denied, ","), resourceName(gvr)))
-			continue
-		}
-		res.resolved = append(res.resolved, n.gvk)
 	}
 	switch {
 	case len(missing) > 0:
@@ -180,39 +196,57 @@ func (r *Resolver) Served(gvk schema.GroupVersionKind) (bool, error) {
 	return ok, err
 }
 
+// denied returns the verbs of verbs the operator may not use on gvr, in
+// their order, asking about them at once.
 func (r *Resolver) denied(ctx context.Context, gvr schema.GroupVersionResource, verbs []string) ([]string, error) {
+	allowed := make([]bool, len(verbs))
+	errs := make([]error, len(verbs))
+	var wg sync.WaitGroup
+	for i, verb := range verbs {
+		wg.Go(func() { allowed[i], errs[i] = r.allowed(ctx, gvr, verb) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	var denied []string
-	for _, verb := range verbs {
-		key := reviewKey{gvr, verb}
-		r.mu.Lock()
-		answer, ok := r.reviews[key]
-		r.mu.Unlock()
-		if !ok || time.Since(answer.at) > reviewTTL {
-			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource, Verb: verb,
-				},
-			}}
-			if err := r.Client.Create(ctx, review); err != nil {
-				return nil, fmt.Errorf("review %s %s: %w", verb, gvr, err)
-			}
-			answer = reviewAnswer{at: time.Now(), allowed: review.Status.Allowed}
-			// Only a grant is reused: a role extended after a denial is
-			// seen at the next resolution.
-			if answer.allowed {
-				r.mu.Lock()
-				if r.reviews == nil {
-					r.reviews = map[reviewKey]reviewAnswer{}
-				}
-				r.reviews[key] = answer
-				r.mu.Unlock()
-			}
-		}
-		if !answer.allowed {
+	for i, verb := range verbs {
+		if !allowed[i] {
 			denied = append(denied, verb)
 		}
 	}
 	return denied, nil
+}
+
+// allowed reports whether the operator may use a verb on gvr, from a
+// grant seen in the last reviewTTL or a new SelfSubjectAccessReview.
+func (r *Resolver) allowed(ctx context.Context, gvr schema.GroupVersionResource, verb string) (bool, error) {
+	key := reviewKey{gvr, verb}
+	r.mu.Lock()
+	answer, ok := r.reviews[key]
+	r.mu.Unlock()
+	if ok && time.Since(answer.at) <= reviewTTL {
+		return answer.allowed, nil
+	}
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource, Verb: verb,
+		},
+	}}
+	if err := r.Client.Create(ctx, review); err != nil {
+		return false, fmt.Errorf("review %s %s: %w", verb, gvr, err)
+	}
+	// Only a grant is reused: a role extended after a denial is seen at
+	// the next resolution.
+	if review.Status.Allowed {
+		r.mu.Lock()
+		if r.reviews == nil {
+			r.reviews = map[reviewKey]reviewAnswer{}
+		}
+		r.reviews[key] = reviewAnswer{at: time.Now(), allowed: true}
+		r.mu.Unlock()
+	}
+	return review.Status.Allowed, nil
 }
 
 func resourceName(gvr schema.GroupVersionResource) string {
