@@ -79,6 +79,7 @@ type options struct {
 	heapProfile, cpuProfile         string
 	recheckProfile                  string
 	serverProfile                   string
+	cpusApart                       bool
 }
 
 func main() {
@@ -109,6 +110,7 @@ func run() error {
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a CPU profile of the operator during first convergence to this file, as long as a plain pass (10 s to 5 min)")
 	flag.StringVar(&o.recheckProfile, "recheck-cpu-profile", "", "save CPU profiles of the operator during the idle recheck cycles and the stream of completed backups to PREFIX-idle.pprof and PREFIX-stream.pprof")
 	flag.StringVar(&o.serverProfile, "server-cpu-profile", "", "save 20s CPU profiles of the API server during the baseline's first pass and first convergence to PREFIX-baseline.pprof and PREFIX-converge.pprof (compare with go tool pprof -diff_base)")
+	flag.BoolVar(&o.cpusApart, "cpus-apart", false, "run kube-apiserver and etcd on the first half of the CPUs and the benchmark and the operator on the rest (cpuset cgroups, root), as a cluster runs a controller on another node than its API server")
 	flag.IntVar(&o.operatorNice, "operator-nice", 0, "run the operator at this nice(1) priority: 1-19 to yield the CPU it shares with the API server, below 0 (as root) to take it first")
 	flag.Var(&o.operatorEnv, "operator-env", "extra operator environment variable (repeatable), e.g. -operator-env=GOMEMLIMIT=180MiB")
 	flag.Var(&o.skip, "skip", "leave out a phase (repeatable): "+phaseSmallEdit+", "+phaseFanOut+" (and the plain rewrite pass it is compared with), "+phaseLatency+", "+phaseRecheck)
@@ -192,6 +194,8 @@ type bench struct {
 	// events counted by the operators that ran (counters restart with them)
 	operatorEvents float64
 	pprofPort      int
+	// split is -cpus-apart's placement, nil without it.
+	split *cpuSplit
 }
 
 // The phases -skip can leave out.
@@ -210,17 +214,62 @@ func step(format string, args ...any) {
 // caller stops b.cluster.
 func start(o options) (*bench, error) {
 	b := &bench{o: o, tracker: benchkit.NewTracker()}
+	if o.cpusApart {
+		split, err := newCPUSplit()
+		if err != nil {
+			return nil, err
+		}
+		// The control plane's processes start in the group this process
+		// is in when it starts them.
+		if err := split.enter(split.controlPlane); err != nil {
+			split.remove()
+			return nil, err
+		}
+		b.split = split
+		step("-cpus-apart: %s", split)
+	}
 	step("starting a local control plane")
-	cluster, err := devcluster.StartCluster(devcluster.ClusterOptions{Root: o.root, Assets: o.assets, Dir: o.dir})
+	opts := devcluster.ClusterOptions{Root: o.root, Assets: o.assets, Dir: o.dir}
+	if o.series > 0 {
+		// The API server compacts etcd every five minutes, inside whichever
+		// pass runs then; a series compacts between them (bench.compact).
+		opts.APIServerArgs = map[string]string{"etcd-compaction-interval": "0"}
+	}
+	cluster, err := devcluster.StartCluster(opts)
 	if err != nil {
+		b.stop()
 		return nil, err
 	}
 	b.cluster = cluster
+	if b.split != nil {
+		if err := b.split.enter(b.split.clients); err != nil {
+			b.stop()
+			return nil, err
+		}
+	}
 	if err := b.clients(); err != nil {
-		_ = cluster.Stop()
+		b.stop()
 		return nil, err
 	}
 	return b, nil
+}
+
+// stop stops the control plane and removes -cpus-apart's groups.
+func (b *bench) stop() {
+	if b.cluster != nil {
+		_ = b.cluster.Stop()
+	}
+	if b.split != nil {
+		b.split.remove()
+	}
+}
+
+// cpuSplit says where -cpus-apart ran what ("" without it).
+func (b *bench) cpuSplit() string {
+	if b.split == nil {
+		return ""
+	}
+	return b.split.String()
 }
 
 func (b *bench) clients() error {
@@ -253,7 +302,7 @@ func measureSeries(ctx context.Context, o options) (*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = b.cluster.Stop() }()
+	defer b.stop()
 	defer func() {
 		if b.operator != nil {
 			_ = b.operator.Stop()
@@ -270,8 +319,8 @@ func measure(ctx context.Context, o options) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = b.cluster.Stop() }()
-	r := &Results{N: o.n, Namespaces: o.namespaces, Concurrency: o.concurrency, CPUs: runtime.NumCPU(), Started: time.Now().UTC().Format(time.RFC3339), Skipped: o.skip}
+	defer b.stop()
+	r := &Results{N: o.n, Namespaces: o.namespaces, Concurrency: o.concurrency, CPUs: runtime.NumCPU(), CPUSplit: b.cpuSplit(), Started: time.Now().UTC().Format(time.RFC3339), Skipped: o.skip}
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}

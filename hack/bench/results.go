@@ -10,11 +10,13 @@ import (
 // Results is what `make bench` reports; its JSON form is meant to be
 // compared between runs.
 type Results struct {
-	N           int    `json:"n"`
-	Namespaces  int    `json:"namespaces"`
-	Concurrency int    `json:"concurrency"`
-	CPUs        int    `json:"cpus"`
-	Started     string `json:"started"`
+	N           int `json:"n"`
+	Namespaces  int `json:"namespaces"`
+	Concurrency int `json:"concurrency"`
+	CPUs        int `json:"cpus"`
+	// CPUSplit is where -cpus-apart ran the control plane and the clients.
+	CPUSplit string `json:"cpuSplit,omitempty"`
+	Started  string `json:"started"`
 	// Skipped are the phases left out (-skip).
 	Skipped  []string `json:"skipped,omitempty"`
 	Baseline struct {
@@ -222,6 +224,9 @@ func goals(r *Results, skipped []string) []Goal {
 
 func printTable(r *Results) {
 	fmt.Printf("\nN=%d workloads, %d namespaces, concurrency %d, %d CPUs\n", r.N, r.Namespaces, r.Concurrency, r.CPUs)
+	if r.CPUSplit != "" {
+		fmt.Printf("-cpus-apart: %s\n", r.CPUSplit)
+	}
 	fmt.Printf("baseline: %.2fs, %.2fs, %.2fs (median %.2fs); converge %.2fs; fan-out %.2fs; restart re-evaluation %.2fs; peak heap %.0f MiB\n\n",
 		r.Baseline.Seconds, r.Baseline.AgainSeconds, r.Baseline.AfterSeconds, r.Baseline.MedianSeconds, r.Converge.Seconds, r.FanOut.Seconds, r.Restart.Seconds, r.Memory.PeakHeapInuseMiB)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
