@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,11 +25,13 @@ import (
 // on the same objects in the same state, so that each convergence is
 // compared with the passes just before and just after it.
 type Series struct {
-	N           int    `json:"n"`
-	Namespaces  int    `json:"namespaces"`
-	Concurrency int    `json:"concurrency"`
-	CPUs        int    `json:"cpus"`
-	Started     string `json:"started"`
+	N           int `json:"n"`
+	Namespaces  int `json:"namespaces"`
+	Concurrency int `json:"concurrency"`
+	CPUs        int `json:"cpus"`
+	// CPUSplit is where -cpus-apart ran the control plane and the clients.
+	CPUSplit string `json:"cpuSplit,omitempty"`
+	Started  string `json:"started"`
 	// WarmUpSeconds is the untimed first pass (and its removal) that gives
 	// every object the managed fields of a written and cleared object, the
 	// state every later pass and convergence finds.
@@ -39,6 +42,10 @@ type Series struct {
 	Rounds       []SeriesRound `json:"rounds"`
 	// MedianPlainSeconds is the median of every plain pass.
 	MedianPlainSeconds float64 `json:"medianPlainSeconds"`
+	// PlainRatioToNeighbours is each plain pass between two others (the
+	// second to the K-th) over the mean of those two: how far the same pass
+	// strays from its neighbours in this run, the measure's own noise.
+	PlainRatioToNeighbours []float64 `json:"plainRatioToNeighbours"`
 	// MaxRatio is the largest of the rounds' RatioToNeighbours.
 	MaxRatio float64 `json:"maxRatio"`
 }
@@ -68,7 +75,7 @@ type SeriesRound struct {
 // series runs the plain pass and the operator's first convergence
 // alternately, rounds times, and one plain pass more.
 func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
-	s := &Series{N: b.o.n, Namespaces: b.o.namespaces, Concurrency: b.o.concurrency, CPUs: runtime.NumCPU(), Started: time.Now().UTC().Format(time.RFC3339)}
+	s := &Series{N: b.o.n, Namespaces: b.o.namespaces, Concurrency: b.o.concurrency, CPUs: runtime.NumCPU(), CPUSplit: b.cpuSplit(), Started: time.Now().UTC().Format(time.RFC3339)}
 	step("warm-up: a plain pass and its removal, untimed")
 	warm, err := b.applyAll(ctx, b.oracle, true)
 	if err != nil {
@@ -79,6 +86,9 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 	}
 	s.WarmUpSeconds = warm
 	plain := func() error {
+		if err := b.compact(ctx); err != nil {
+			return err
+		}
 		seconds, writes, err := b.measuredPass(ctx, b.oracle)
 		if err != nil {
 			return fmt.Errorf("plain pass: %w", err)
@@ -92,6 +102,9 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 	}
 	for i := range rounds {
 		if err := plain(); err != nil {
+			return nil, err
+		}
+		if err := b.compact(ctx); err != nil {
 			return nil, err
 		}
 		round, err := b.seriesRound(ctx)
@@ -110,6 +123,9 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 	} else {
 		s.MedianPlainSeconds = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
 	}
+	for i := 1; i+1 < len(s.PlainSeconds); i++ {
+		s.PlainRatioToNeighbours = append(s.PlainRatioToNeighbours, s.PlainSeconds[i]/((s.PlainSeconds[i-1]+s.PlainSeconds[i+1])/2))
+	}
 	for i := range s.Rounds {
 		r := &s.Rounds[i]
 		r.RatioToNeighbours = r.Seconds / ((s.PlainSeconds[i] + s.PlainSeconds[i+1]) / 2)
@@ -117,6 +133,18 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 		s.MaxRatio = max(s.MaxRatio, r.RatioToNeighbours)
 	}
 	return s, nil
+}
+
+// compact compacts etcd's history before a timed pass or round: in a
+// series the API server's own compaction, every five minutes, is off (see
+// start), so that none runs inside one.
+func (b *bench) compact(ctx context.Context) error {
+	rev, err := b.cluster.CompactEtcd(ctx)
+	if err != nil {
+		return fmt.Errorf("before a timed phase: %w", err)
+	}
+	step("etcd compacted to revision %d", rev)
+	return nil
 }
 
 // seriesRound starts the operator, creates the models, times the
@@ -213,6 +241,9 @@ func (b *bench) waitModelsGone(ctx context.Context) error {
 
 func printSeries(s *Series) {
 	fmt.Printf("\nN=%d workloads, %d namespaces, concurrency %d, %d CPUs: %d rounds\n", s.N, s.Namespaces, s.Concurrency, s.CPUs, len(s.Rounds))
+	if s.CPUSplit != "" {
+		fmt.Printf("-cpus-apart: %s\n", s.CPUSplit)
+	}
 	fmt.Printf("%-6s %-22s %-10s %-12s %-12s %-8s %-10s\n", "ROUND", "PLAIN BEFORE / AFTER", "CONVERGE", "× NEIGHBOURS", "× MEDIAN", "WRITES", "CLEANUP")
 	for i, r := range s.Rounds {
 		fmt.Printf("%-6d %-22s %-10s %-12.2f %-12.2f %-8.3f %-10s\n", i+1,
@@ -221,4 +252,11 @@ func printSeries(s *Series) {
 			fmt.Sprintf("%.2fs", r.CleanupSeconds))
 	}
 	fmt.Printf("median plain pass %.2fs; the largest ratio to the neighbouring passes %.2f (goal ≤ 1.15)\n", s.MedianPlainSeconds, s.MaxRatio)
+	if len(s.PlainRatioToNeighbours) > 0 {
+		parts := make([]string, len(s.PlainRatioToNeighbours))
+		for i, r := range s.PlainRatioToNeighbours {
+			parts[i] = fmt.Sprintf("%.2f", r)
+		}
+		fmt.Printf("plain passes 2–%d against their neighbouring passes (the method's own spread): %s\n", len(s.PlainSeconds)-1, strings.Join(parts, ", "))
+	}
 }

@@ -1,7 +1,9 @@
 package devcluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -126,4 +130,63 @@ func (c *Cluster) EtcdCPUSeconds(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	return f.Sum("process_cpu_seconds_total", nil), nil
+}
+
+// CompactEtcd compacts etcd's history up to its current revision, as the
+// API server does every five minutes (--etcd-compaction-interval), and
+// returns once etcd has removed it (physical). A benchmark that turns the
+// API server's own compaction off calls it between timed phases, so that a
+// compaction never runs inside one.
+func (c *Cluster) CompactEtcd(ctx context.Context) (int64, error) {
+	u := c.Env.ControlPlane.Etcd.URL
+	if u == nil {
+		return 0, errors.New("etcd's URL is not known")
+	}
+	var current struct {
+		Header struct {
+			Revision int64 `json:"revision,string"`
+		} `json:"header"`
+	}
+	// Any range answers with the store's revision; "/" counts nothing.
+	if err := etcdCall(ctx, u.JoinPath("v3", "kv", "range").String(), map[string]any{"key": "Lw==", "count_only": true}, &current); err != nil {
+		return 0, fmt.Errorf("read etcd's revision: %w", err)
+	}
+	rev := current.Header.Revision
+	if err := etcdCall(ctx, u.JoinPath("v3", "kv", "compaction").String(), map[string]any{"revision": strconv.FormatInt(rev, 10), "physical": true}, nil); err != nil &&
+		!strings.Contains(err.Error(), "has been compacted") {
+		return 0, fmt.Errorf("compact etcd to revision %d: %w", rev, err)
+	}
+	return rev, nil
+}
+
+// etcdCall posts a request to etcd's JSON gateway and decodes its answer.
+func etcdCall(ctx context.Context, url string, body, into any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode the request to %s: %w", url, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("request %s: %w", url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("post to %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read the answer of %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, bytes.TrimSpace(answer))
+	}
+	if into == nil {
+		return nil
+	}
+	if err := json.Unmarshal(answer, into); err != nil {
+		return fmt.Errorf("decode the answer of %s: %w", url, err)
+	}
+	return nil
 }
