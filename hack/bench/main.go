@@ -264,12 +264,13 @@ func (b *bench) stop() {
 	}
 }
 
-// cpuSplit says where -cpus-apart ran what ("" without it).
-func (b *bench) cpuSplit() string {
-	if b.split == nil {
-		return ""
+// run is the head of the results: the run's size, this machine, now.
+func (b *bench) run() Run {
+	r := Run{N: b.o.n, Namespaces: b.o.namespaces, Concurrency: b.o.concurrency, CPUs: runtime.NumCPU(), Started: time.Now().UTC().Format(time.RFC3339)}
+	if b.split != nil {
+		r.CPUSplit = b.split.String()
 	}
-	return b.split.String()
+	return r
 }
 
 func (b *bench) clients() error {
@@ -320,7 +321,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 		return nil, err
 	}
 	defer b.stop()
-	r := &Results{N: o.n, Namespaces: o.namespaces, Concurrency: o.concurrency, CPUs: runtime.NumCPU(), CPUSplit: b.cpuSplit(), Started: time.Now().UTC().Format(time.RFC3339), Skipped: o.skip}
+	r := &Results{Run: b.run(), Skipped: o.skip}
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}

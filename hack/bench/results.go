@@ -7,9 +7,8 @@ import (
 	"text/tabwriter"
 )
 
-// Results is what `make bench` reports; its JSON form is meant to be
-// compared between runs.
-type Results struct {
+// Run says what ran where: the head of Results and of Series.
+type Run struct {
 	N           int `json:"n"`
 	Namespaces  int `json:"namespaces"`
 	Concurrency int `json:"concurrency"`
@@ -17,6 +16,12 @@ type Results struct {
 	// CPUSplit is where -cpus-apart ran the control plane and the clients.
 	CPUSplit string `json:"cpuSplit,omitempty"`
 	Started  string `json:"started"`
+}
+
+// Results is what `make bench` reports; its JSON form is meant to be
+// compared between runs.
+type Results struct {
+	Run
 	// Skipped are the phases left out (-skip).
 	Skipped  []string `json:"skipped,omitempty"`
 	Baseline struct {

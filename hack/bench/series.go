@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -25,13 +24,7 @@ import (
 // on the same objects in the same state, so that each convergence is
 // compared with the passes just before and just after it.
 type Series struct {
-	N           int `json:"n"`
-	Namespaces  int `json:"namespaces"`
-	Concurrency int `json:"concurrency"`
-	CPUs        int `json:"cpus"`
-	// CPUSplit is where -cpus-apart ran the control plane and the clients.
-	CPUSplit string `json:"cpuSplit,omitempty"`
-	Started  string `json:"started"`
+	Run
 	// WarmUpSeconds is the untimed first pass (and its removal) that gives
 	// every object the managed fields of a written and cleared object, the
 	// state every later pass and convergence finds.
@@ -40,6 +33,8 @@ type Series struct {
 	// PlainSeconds[i] and PlainSeconds[i+1].
 	PlainSeconds []float64     `json:"plainSeconds"`
 	Rounds       []SeriesRound `json:"rounds"`
+	// Plain has, for each plain pass, what it cost.
+	Plain []SeriesPass `json:"plain"`
 	// MedianPlainSeconds is the median of every plain pass.
 	MedianPlainSeconds float64 `json:"medianPlainSeconds"`
 	// PlainRatioToNeighbours is each plain pass between two others (the
@@ -48,6 +43,16 @@ type Series struct {
 	PlainRatioToNeighbours []float64 `json:"plainRatioToNeighbours"`
 	// MaxRatio is the largest of the rounds' RatioToNeighbours.
 	MaxRatio float64 `json:"maxRatio"`
+}
+
+// SeriesPass is what one plain pass cost: the API server's own time per
+// apply, and the CPU of the server, etcd and this process (the plain
+// client, its watch, and reading the server's metrics before and after).
+type SeriesPass struct {
+	ServerApplyMs    float64 `json:"serverApplyMs"`
+	ServerCPUSeconds float64 `json:"serverCPUSeconds"`
+	EtcdCPUSeconds   float64 `json:"etcdCPUSeconds"`
+	ClientCPUSeconds float64 `json:"clientCPUSeconds"`
 }
 
 // SeriesRound is one convergence of a freshly started operator on objects
@@ -63,6 +68,12 @@ type SeriesRound struct {
 	EventsCreated     float64 `json:"eventsCreated"`
 	OtherWrites       float64 `json:"otherWrites"`
 	ServerCPUSeconds  float64 `json:"serverCPUSeconds"`
+	// EtcdCPUSeconds, OperatorCPUSeconds and ClientCPUSeconds are what etcd,
+	// the operator and this process (its watch, and reading the metrics)
+	// used from the models' creation until the operator was idle.
+	EtcdCPUSeconds     float64 `json:"etcdCPUSeconds"`
+	OperatorCPUSeconds float64 `json:"operatorCPUSeconds"`
+	ClientCPUSeconds   float64 `json:"clientCPUSeconds"`
 	// MeanApplyMs is an apply's round trip as the operator sees it,
 	// ServerApplyMs the API server's own time for it.
 	MeanApplyMs   float64 `json:"meanApplyMs"`
@@ -75,7 +86,7 @@ type SeriesRound struct {
 // series runs the plain pass and the operator's first convergence
 // alternately, rounds times, and one plain pass more.
 func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
-	s := &Series{N: b.o.n, Namespaces: b.o.namespaces, Concurrency: b.o.concurrency, CPUs: runtime.NumCPU(), CPUSplit: b.cpuSplit(), Started: time.Now().UTC().Format(time.RFC3339)}
+	s := &Series{Run: b.run()}
 	step("warm-up: a plain pass and its removal, untimed")
 	warm, err := b.applyAll(ctx, b.oracle, true)
 	if err != nil {
@@ -89,7 +100,9 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 		if err := b.compact(ctx); err != nil {
 			return err
 		}
+		cpu := processCPUSeconds()
 		seconds, writes, err := b.measuredPass(ctx, b.oracle)
+		cpu = processCPUSeconds() - cpu
 		if err != nil {
 			return fmt.Errorf("plain pass: %w", err)
 		}
@@ -97,6 +110,7 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 			return fmt.Errorf("remove the plain pass's annotations: %w", err)
 		}
 		s.PlainSeconds = append(s.PlainSeconds, seconds)
+		s.Plain = append(s.Plain, SeriesPass{ServerApplyMs: writes.meanApplyMs(), ServerCPUSeconds: writes.cpuSeconds, EtcdCPUSeconds: writes.etcdCPUSeconds, ClientCPUSeconds: cpu})
 		step("plain pass %d: %.2fs, the server's apply %.1fms", len(s.PlainSeconds), seconds, writes.meanApplyMs())
 		return nil
 	}
@@ -158,6 +172,7 @@ func (b *bench) seriesRound(ctx context.Context) (SeriesRound, error) {
 	for _, w := range b.workloads {
 		b.tracker.Expect(w.Key(), b.oracle.Want(w.Obj), time.Time{})
 	}
+	cpu := processCPUSeconds()
 	before, err := b.apiWrites(ctx)
 	if err != nil {
 		return r, err
@@ -191,6 +206,8 @@ func (b *bench) seriesRound(ctx context.Context) (SeriesRound, error) {
 	r.EventsCreated = d.events
 	r.OtherWrites = d.all - d.targets - d.events
 	r.ServerCPUSeconds = d.cpuSeconds
+	r.EtcdCPUSeconds, r.OperatorCPUSeconds = d.etcdCPUSeconds, d.operatorCPUSeconds
+	r.ClientCPUSeconds = processCPUSeconds() - cpu
 	step("converged in %.2fs (first object after %.2fs): %.3f writes per object, %d events, %d other writes; apply %.1fms, of which the server's %.1fms",
 		r.Seconds, r.FirstWriteSeconds, r.WritesPerObject, int(r.EventsCreated), int(r.OtherWrites), r.MeanApplyMs, r.ServerApplyMs)
 
