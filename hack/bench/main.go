@@ -105,7 +105,7 @@ func run() error {
 	flag.StringVar(&o.manager, "manager", filepath.Join(root, "bin", "manager"), "the operator binary (make build)")
 	flag.StringVar(&o.assets, "assets", filepath.Join(root, "bin", "k8s"), "directory with kube-apiserver and etcd (make controlplane)")
 	flag.StringVar(&o.dir, "dir", filepath.Join(root, "tmp", "bench"), "directory for the kubeconfig and the operator's log")
-	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json; - for stdout)")
+	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file (default bench/results-<n>.json, or series-<n>.json with -series, with -apart before -<n> under -cpus-apart; - for stdout)")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "save the operator's heap profile after first convergence to this file (go tool pprof)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "save a CPU profile of the operator during first convergence to this file, as long as a plain pass (10 s to 5 min)")
 	flag.StringVar(&o.recheckProfile, "recheck-cpu-profile", "", "save CPU profiles of the operator during the idle recheck cycles and the stream of completed backups to PREFIX-idle.pprof and PREFIX-stream.pprof")
@@ -122,10 +122,15 @@ func run() error {
 		}
 	}
 	if o.out == "" {
-		name := fmt.Sprintf("results-%d.json", o.n)
+		kind := "results"
 		if o.series > 0 {
-			name = fmt.Sprintf("series-%d.json", o.n)
+			kind = "series"
 		}
+		if o.cpusApart {
+			// A different measurement: it does not replace the shared one.
+			kind += "-apart"
+		}
+		name := fmt.Sprintf("%s-%d.json", kind, o.n)
 		o.out = filepath.Join(root, "bench", name)
 	}
 	if _, err := os.Stat(o.manager); err != nil {
