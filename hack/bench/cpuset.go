@@ -24,7 +24,7 @@ import (
 type cpuSplit struct {
 	// controlPlane and clients are the groups' directories.
 	controlPlane, clients string
-	// root is the cgroup this process came from (cgroup.procs of it).
+	// root is the group this process came from, the groups' parent.
 	root string
 	// cpus of each group, as cpuset.cpus reads ("0", "2-3").
 	controlPlaneCPUs, clientCPUs string
@@ -81,23 +81,59 @@ func newCPUSplit() (*cpuSplit, error) {
 	return s, nil
 }
 
-// cpusetHierarchy finds where cpuset groups are made: the v1 cpuset
-// hierarchy, or the v2 root with the cpuset controller enabled for its
+// cpusetHierarchy finds where the groups are made: under the cpuset group
+// this process is in (the root, or a container's own), in the v1 cpuset
+// hierarchy, or in the v2 one with the cpuset controller enabled for its
 // children.
 func cpusetHierarchy() (dir string, v2 bool, err error) {
 	const v1 = "/sys/fs/cgroup/cpuset"
 	if _, err := os.Stat(filepath.Join(v1, "cpuset.cpus")); err == nil {
-		return v1, false, nil
+		own, err := ownGroup(false)
+		if err != nil {
+			return "", false, err
+		}
+		return filepath.Join(v1, own), false, nil
 	}
 	const unified = "/sys/fs/cgroup"
 	controllers, err := os.ReadFile(filepath.Join(unified, "cgroup.controllers"))
 	if err != nil || !slices.Contains(strings.Fields(string(controllers)), "cpuset") {
 		return "", false, errors.New("-cpus-apart: this machine has no cpuset cgroup controller (neither /sys/fs/cgroup/cpuset nor cpuset in /sys/fs/cgroup/cgroup.controllers)")
 	}
-	if err := os.WriteFile(filepath.Join(unified, "cgroup.subtree_control"), []byte("+cpuset"), 0o644); err != nil {
-		return "", false, fmt.Errorf("-cpus-apart: enable the cpuset controller for new cgroups (it needs root): %w", err)
+	own, err := ownGroup(true)
+	if err != nil {
+		return "", false, err
 	}
-	return unified, true, nil
+	dir = filepath.Join(unified, own)
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpuset"), 0o644); err != nil {
+		return "", false, fmt.Errorf("-cpus-apart: enable the cpuset controller for the groups under %s (it needs root, and a v2 group other than the root may not both hold processes and delegate): %w", dir, err)
+	}
+	return dir, true, nil
+}
+
+// ownGroup is the path of this process's cpuset group (v1) or cgroup (v2)
+// in its hierarchy, from /proc/self/cgroup.
+func ownGroup(v2 bool) (string, error) {
+	raw, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("-cpus-apart: read this process's cgroups: %w", err)
+	}
+	return groupIn(string(raw), v2)
+}
+
+// groupIn finds the cpuset group (v1) or the cgroup (v2) in a
+// /proc/PID/cgroup.
+func groupIn(procCgroup string, v2 bool) (string, error) {
+	for line := range strings.SplitSeq(strings.TrimSpace(procCgroup), "\n") {
+		// hierarchy-ID:controllers:path
+		fields := strings.SplitN(line, ":", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		if (v2 && fields[0] == "0" && fields[1] == "") || (!v2 && slices.Contains(strings.Split(fields[1], ","), "cpuset")) {
+			return fields[2], nil
+		}
+	}
+	return "", errors.New("-cpus-apart: /proc/self/cgroup names no cpuset group of this process")
 }
 
 // cpusetFile is the name of the cpuset file that lists what a group may

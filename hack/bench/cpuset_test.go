@@ -35,3 +35,27 @@ func TestParseCPUList(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupIn(t *testing.T) {
+	hybrid := "9:name=systemd:/\n4:memory:/process_api/c87f\n3:cpuset:/\n1:cpu:/\n0::/\n"
+	nested := "5:cpuset,cpu:/kubepods/pod1\n0::/ignored\n"
+	unified := "0::/user.slice/session-1.scope\n"
+	for _, tc := range []struct {
+		in   string
+		v2   bool
+		want string
+		err  bool
+	}{
+		{in: hybrid, want: "/"},
+		{in: hybrid, v2: true, want: "/"},
+		{in: nested, want: "/kubepods/pod1"},
+		{in: unified, v2: true, want: "/user.slice/session-1.scope"},
+		{in: unified, err: true},
+		{in: "", v2: true, err: true},
+	} {
+		got, err := groupIn(tc.in, tc.v2)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("groupIn(%q, v2=%v) = %q, %v; want %q, error %v", tc.in, tc.v2, got, err, tc.want, tc.err)
+		}
+	}
+}
