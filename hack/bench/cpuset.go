@@ -26,7 +26,7 @@ type cpuSplit struct {
 	controlPlane, clients string
 	// root is the group this process came from, the groups' parent.
 	root string
-	// cpus of each group, as cpuset.cpus reads ("0", "2-3").
+	// cpus of each group, as written to its cpuset.cpus ("0", "2,3").
 	controlPlaneCPUs, clientCPUs string
 }
 

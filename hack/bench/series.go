@@ -138,15 +138,21 @@ func (b *bench) series(ctx context.Context, rounds int) (*Series, error) {
 		s.MedianPlainSeconds = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
 	}
 	for i := 1; i+1 < len(s.PlainSeconds); i++ {
-		s.PlainRatioToNeighbours = append(s.PlainRatioToNeighbours, s.PlainSeconds[i]/((s.PlainSeconds[i-1]+s.PlainSeconds[i+1])/2))
+		s.PlainRatioToNeighbours = append(s.PlainRatioToNeighbours, overNeighbours(s.PlainSeconds[i], s.PlainSeconds[i-1], s.PlainSeconds[i+1]))
 	}
 	for i := range s.Rounds {
 		r := &s.Rounds[i]
-		r.RatioToNeighbours = r.Seconds / ((s.PlainSeconds[i] + s.PlainSeconds[i+1]) / 2)
+		r.RatioToNeighbours = overNeighbours(r.Seconds, s.PlainSeconds[i], s.PlainSeconds[i+1])
 		r.RatioToMedian = r.Seconds / s.MedianPlainSeconds
 		s.MaxRatio = max(s.MaxRatio, r.RatioToNeighbours)
 	}
 	return s, nil
+}
+
+// overNeighbours is the ratio a series holds every timed phase to: its
+// seconds over the mean of the plain passes just before and just after it.
+func overNeighbours(seconds, before, after float64) float64 {
+	return seconds / ((before + after) / 2)
 }
 
 // compact compacts etcd's history before a timed pass or round: in a
